@@ -1,0 +1,1 @@
+"""Meterline: a usage-based billing warehouse on DuckDB, dbt and Dagster."""

@@ -1,0 +1,147 @@
+"""The warehouse file: connections and the DDL of every table Python writes.
+
+dbt owns the staging/intermediate/marts schemas; this module owns ``raw``, ``catalog`` and
+``billing``. Every connection is opened in UTC (see docs/architecture.md): DuckDB otherwise
+buckets months in the machine's zone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+DDL = """
+create schema if not exists raw;
+create schema if not exists catalog;
+create schema if not exists billing;
+
+create table if not exists raw.usage_events (
+    event_id        varchar not null primary key,
+    customer_id     varchar not null,
+    meter_id        varchar not null,
+    value           decimal(38, 12) not null,
+    event_at        timestamptz not null,
+    dimensions      varchar not null,
+    source_file     varchar not null,
+    row_number      bigint not null,
+    file_sha256     varchar,
+    ingest_run_id   varchar not null,
+    landed_at       timestamptz not null,
+    landing_seq     bigint not null,
+    is_relanded     boolean not null default false
+);
+
+create table if not exists raw.quarantined_events (
+    source_file     varchar not null,
+    row_number      bigint not null,
+    raw_row         varchar,
+    reason          varchar not null,
+    landed_at       timestamptz not null,
+    resolved_at     timestamptz,
+    file_sha256     varchar,
+    ingest_run_id   varchar not null,
+    landing_seq     bigint not null,
+    event_id        varchar,
+    customer_id     varchar,
+    meter_id        varchar,
+    value           decimal(38, 12),
+    event_at        timestamptz,
+    dimensions      varchar
+);
+
+create table if not exists raw.duplicate_events (
+    source_file     varchar not null,
+    row_number      bigint not null,
+    event_id        varchar not null,
+    file_sha256     varchar,
+    ingest_run_id   varchar not null,
+    landed_at       timestamptz not null,
+    is_relanded     boolean not null default false
+);
+
+create table if not exists raw.landed_files (
+    file_sha256       varchar not null primary key,
+    source_file       varchar not null,
+    file_format       varchar not null,
+    size_bytes        bigint not null,
+    ingest_run_id     varchar not null,
+    landed_at         timestamptz not null,
+    rows_read         bigint not null,
+    rows_landed       bigint not null,
+    rows_duplicate    bigint not null,
+    rows_quarantined  bigint not null
+);
+
+create table if not exists raw.ingest_runs (
+    ingest_run_id     varchar not null primary key,
+    started_at        timestamptz not null,
+    finished_at       timestamptz,
+    files_landed      integer,
+    files_skipped     integer,
+    files_unreadable  integer,
+    rows_relanded     bigint
+);
+
+create table if not exists billing.published_invoices (
+    invoice_id            varchar not null primary key,
+    customer_id           varchar not null,
+    billing_period_start  date not null,
+    billing_period_end    date not null,
+    currency              varchar not null,
+    subtotal              decimal(38, 4) not null,
+    total                 decimal(38, 4) not null,
+    line_count            integer not null,
+    status                varchar not null,
+    invoice_number        varchar not null unique,
+    issued_at             timestamptz not null
+);
+
+create table if not exists billing.published_invoice_lines (
+    invoice_id            varchar not null,
+    line_number           integer not null,
+    customer_id           varchar not null,
+    billing_period_start  date not null,
+    billing_period_end    date not null,
+    usage_period_start    date not null,
+    usage_period_end      date not null,
+    line_type             varchar not null,
+    product_item_id       varchar,
+    meter_id              varchar,
+    description           varchar not null,
+    quantity              decimal(38, 12),
+    unit_price            decimal(38, 12),
+    tier                  integer,
+    amount                decimal(38, 4) not null,
+    currency              varchar not null,
+    rate_id               varchar,
+    primary key (invoice_id, line_number)
+);
+
+create table if not exists billing.published_periods (
+    billing_period_start  date not null primary key,
+    published_at          timestamptz not null,
+    invoice_count         integer not null,
+    catalog_fingerprint   varchar not null
+);
+"""
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse in UTC. Writers also make sure every Python-owned table exists."""
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("set TimeZone = 'UTC'")
+    if not read_only:
+        con.execute(DDL)
+    return con
+
+
+@contextlib.contextmanager
+def connection(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
