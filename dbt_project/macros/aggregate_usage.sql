@@ -1,0 +1,34 @@
+{#- Aggregate usage events with their meter's aggregation (contract section 3), one row per
+    group. `events` is a relation or CTE with the group columns and `aggregation`, `value`,
+    `unique_dimension_value`, `event_at`, `event_id`; `group_columns` must include the period.
+    - sum, max: of `value`; count: the events;
+    - unique_count: distinct `unique_dimension_value` (events without it count in event_count only);
+    - latest: the value of the event with the greatest event_at, ties to the greatest event_id in
+      byte order. Each aggregate reads only its own meters' rows, so e.g. the values of a count
+      meter are never summed. -#}
+{% macro aggregate_usage(events, group_columns) -%}
+    {%- set group_list = group_columns | join(', ') -%}
+    select
+        {{ group_list }},
+        aggregation,
+        cast(
+            case aggregation
+                when 'sum' then sum(case when aggregation = 'sum' then value end)
+                when 'count' then count(*)
+                when 'unique_count' then count(distinct case when aggregation = 'unique_count' then unique_dimension_value end)
+                when 'max' then max(case when aggregation = 'max' then value end)
+                when 'latest' then max(case when aggregation = 'latest' and latest_rank = 1 then value end)
+            end
+            as decimal(38, 12)) as quantity,
+        count(*) as event_count
+    from (
+        select
+            ranked_events.*,
+            row_number() over (
+                partition by {{ group_list }}
+                order by event_at desc, event_id desc
+            ) as latest_rank
+        from {{ events }} as ranked_events
+    ) as events_with_rank
+    group by {{ group_list }}, aggregation
+{%- endmacro %}

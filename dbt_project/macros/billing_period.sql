@@ -1,0 +1,52 @@
+{#- The period a run bills: var `billing_period`, 'YYYY-MM-01' (a calendar month in UTC). -#}
+{% macro billing_period() %}
+    {%- set raw_value = var('billing_period', none) -%}
+    {%- if raw_value is none or (raw_value | string | trim) == '' -%}
+        {%- if execute -%}
+            {{ exceptions.raise_compiler_error(
+                "Model " ~ model.name ~ " bills one period: pass it with "
+                ~ "--vars '{billing_period: YYYY-MM-01}' (the first day of the month, UTC).") }}
+        {%- endif -%}
+        {#- Parsing (dbt parse, manifest builds) needs no period: any valid date will do. -#}
+        {{ return('1970-01-01') }}
+    {%- endif -%}
+    {%- set value = raw_value | string | trim -%}
+    {%- if not modules.re.match('^[0-9]{4}-(0[1-9]|1[0-2])-01$', value) -%}
+        {{ exceptions.raise_compiler_error(
+            "var billing_period must be the first day of a month as 'YYYY-MM-01', got '" ~ value ~ "'") }}
+    {%- endif -%}
+    {{ return(value) }}
+{% endmacro %}
+
+{#- Next month's first day as 'YYYY-MM-01' (the exclusive end of the billed period). -#}
+{% macro billing_period_end_value() %}
+    {%- set parts = billing_period().split('-') -%}
+    {%- set year = parts[0] | int -%}
+    {%- set month = parts[1] | int -%}
+    {%- if month == 12 -%}
+        {{ return('%04d-01-01' % (year + 1)) }}
+    {%- endif -%}
+    {{ return('%04d-%02d-01' % (year, month + 1)) }}
+{% endmacro %}
+
+{% macro billing_period_start() -%}
+    cast('{{ billing_period() }}' as date)
+{%- endmacro %}
+
+{% macro billing_period_end() -%}
+    cast('{{ billing_period_end_value() }}' as date)
+{%- endmacro %}
+
+{#- `INV-YYYYMM-<customer_id>` for the billed period (contract section 5). -#}
+{% macro invoice_id(customer_id) -%}
+    'INV-{{ billing_period()[0:4] }}{{ billing_period()[5:7] }}-' || {{ customer_id }}
+{%- endmacro %}
+
+{#- pre_hook of period-scoped incremental models: a run replaces exactly the billed period's rows
+    (delete, then the model's append inserts them again), so rerunning a period changes nothing
+    and other periods are never touched. -#}
+{% macro delete_billing_period_rows() %}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where billing_period_start = {{ billing_period_start() }}
+    {%- endif -%}
+{% endmacro %}

@@ -1,0 +1,151 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_billing_period_rows() }}"
+    )
+}}
+
+-- The billed period's draft invoice lines: the rated usage lines, then a minimum_commitment
+-- top-up where the commitment in effect on the period's first day is above the usage subtotal
+-- (the sum of the rounded usage lines). Lines are numbered from 1 per invoice: usage lines by
+-- product_item_id then tier, then the minimum_commitment line (contract section 5).
+
+with
+
+recipients as (
+
+    select * from {{ ref('int_invoice_recipients_selected') }}
+    where billing_period_start = {{ billing_period_start() }}
+
+),
+
+rated_usage as (
+
+    select * from {{ ref('int_usage_rated') }}
+    where billing_period_start = {{ billing_period_start() }}
+
+),
+
+commitments_in_effect as (
+
+    select * from {{ ref('stg_catalog__commitments') }}
+    where effective_from <= {{ billing_period_start() }}
+        and (effective_to is null or effective_to > {{ billing_period_start() }})
+
+),
+
+usage_lines as (
+
+    select
+        recipients.invoice_id,
+        rated_usage.customer_id,
+        rated_usage.billing_period_start,
+        rated_usage.billing_period_end,
+        rated_usage.billing_period_start as usage_period_start,
+        rated_usage.billing_period_end as usage_period_end,
+        'usage' as line_type,
+        rated_usage.product_item_id,
+        rated_usage.meter_id,
+        coalesce(rated_usage.product_item_name, rated_usage.product_item_id)
+            || case when rated_usage.tier is not null then ', tier ' || cast(rated_usage.tier as varchar) else '' end
+            as description,
+        rated_usage.quantity,
+        rated_usage.unit_price,
+        rated_usage.tier,
+        rated_usage.amount,
+        rated_usage.currency,
+        rated_usage.rate_id,
+        0 as line_group
+
+    from rated_usage
+    inner join recipients
+        on rated_usage.customer_id = recipients.customer_id
+
+),
+
+usage_subtotals as (
+
+    select
+        customer_id,
+        sum(amount) as usage_subtotal
+
+    from usage_lines
+    group by customer_id
+
+),
+
+commitment_lines as (
+
+    select
+        recipients.invoice_id,
+        recipients.customer_id,
+        recipients.billing_period_start,
+        recipients.billing_period_end,
+        recipients.billing_period_start as usage_period_start,
+        recipients.billing_period_end as usage_period_end,
+        'minimum_commitment' as line_type,
+        cast(null as varchar) as product_item_id,
+        cast(null as varchar) as meter_id,
+        'Minimum commitment top-up' as description,
+        cast(null as decimal(38, 12)) as quantity,
+        cast(null as decimal(38, 12)) as unit_price,
+        cast(null as integer) as tier,
+        case
+            when commitments_in_effect.currency <> recipients.currency
+                then {{ raise_billing_error("'customer ' || recipients.customer_id || ': commitment in ' || commitments_in_effect.currency || ', customer in ' || recipients.currency") }}
+            else {{ round_to_minor_unit(
+                'commitments_in_effect.minimum_amount - coalesce(usage_subtotals.usage_subtotal, 0)',
+                'recipients.minor_unit') }}
+        end as amount,
+        recipients.currency,
+        cast(null as varchar) as rate_id,
+        1 as line_group
+
+    from recipients
+    inner join commitments_in_effect
+        on recipients.customer_id = commitments_in_effect.customer_id
+    left join usage_subtotals
+        on recipients.customer_id = usage_subtotals.customer_id
+    where commitments_in_effect.minimum_amount > coalesce(usage_subtotals.usage_subtotal, 0)
+
+),
+
+all_lines as (
+
+    select * from usage_lines
+    union all
+    select * from commitment_lines
+
+),
+
+numbered as (
+
+    select
+        invoice_id,
+        cast(row_number() over (
+            partition by invoice_id
+            order by line_group, product_item_id, tier
+        ) as integer) as line_number,
+        customer_id,
+        billing_period_start,
+        billing_period_end,
+        usage_period_start,
+        usage_period_end,
+        line_type,
+        product_item_id,
+        meter_id,
+        description,
+        cast(quantity as decimal(38, 12)) as quantity,
+        cast(unit_price as decimal(38, 12)) as unit_price,
+        cast(tier as integer) as tier,
+        cast(amount as decimal(38, 4)) as amount,
+        currency,
+        rate_id
+
+    from all_lines
+
+)
+
+select * from numbered

@@ -1,0 +1,58 @@
+-- Every landed event (all periods) with its meter's aggregation and the product item that prices
+-- it: the item of the event's meter whose filter matches (no filter = every event; `key=value`
+-- matched exactly and case-sensitively; an event without the key does not match). The catalog
+-- guarantees at most one such item; a NULL product_item_id is unbilled usage.
+
+with
+
+events as (
+
+    select * from {{ ref('stg_raw__usage_events') }}
+
+),
+
+meters as (
+
+    select * from {{ ref('stg_catalog__meters') }}
+
+),
+
+product_items as (
+
+    select * from {{ ref('stg_catalog__product_items') }}
+
+),
+
+matched as (
+
+    select
+        events.event_id,
+        events.customer_id,
+        events.meter_id,
+        events.value,
+        events.event_at,
+        events.usage_period_start,
+        events.usage_period_end,
+        events.landed_at,
+        meters.aggregation,
+        meters.unique_dimension,
+        case
+            when meters.unique_dimension is not null
+                then {{ json_extract_text('events.dimensions', 'meters.unique_dimension') }}
+        end as unique_dimension_value,
+        product_items.product_item_id
+
+    from events
+    left join meters
+        on events.meter_id = meters.meter_id
+    left join product_items
+        on events.meter_id = product_items.meter_id
+        and (
+            product_items.filter_key is null
+            or {{ json_extract_text('events.dimensions', 'product_items.filter_key') }}
+                = product_items.filter_value
+        )
+
+)
+
+select * from matched

@@ -1,0 +1,56 @@
+-- Contract section 5: every invoice. A published period shows its published invoices
+-- (billing.published_invoices, with invoice_number and issued_at); every other period its
+-- latest drafts (status 'draft', no number yet).
+
+with
+
+published_periods as (
+
+    select billing_period_start from {{ ref('stg_billing__published_periods') }}
+
+),
+
+published_invoices as (
+
+    select * from {{ ref('stg_billing__published_invoices') }}
+    where billing_period_start in (select billing_period_start from published_periods)
+
+),
+
+draft_invoices as (
+
+    select * from {{ ref('int_invoices_drafted') }}
+    where billing_period_start not in (select billing_period_start from published_periods)
+
+),
+
+invoices as (
+
+    select
+        invoice_id, customer_id, billing_period_start, billing_period_end, currency,
+        subtotal, total, line_count, status, invoice_number, issued_at
+    from published_invoices
+
+    union all
+
+    select
+        invoice_id, customer_id, billing_period_start, billing_period_end, currency,
+        subtotal, total, line_count, status, invoice_number, issued_at
+    from draft_invoices
+
+)
+
+select
+    invoice_id,
+    customer_id,
+    billing_period_start,
+    billing_period_end,
+    currency,
+    cast(subtotal as decimal(38, 4)) as subtotal,
+    cast(total as decimal(38, 4)) as total,
+    cast(line_count as integer) as line_count,
+    status,
+    invoice_number,
+    issued_at
+
+from invoices

@@ -1,0 +1,22 @@
+with
+
+source as (
+
+    select * from {{ source('catalog', 'rate_tiers') }}
+
+),
+
+renamed as (
+
+    select
+        rate_id,
+        cast(tier as integer) as tier,
+        cast(up_to as decimal(38, 12)) as up_to,
+        cast(unit_price as decimal(38, 12)) as unit_price,
+        cast(coalesce(flat_fee, 0) as decimal(38, 12)) as flat_fee
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,118 @@
+"""Billing assets: the validated catalog and the dbt models, per monthly partition."""
+
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+
+from orchestration.billing.project import dbt_project
+from orchestration.lib import catalog as catalog_lib
+from orchestration.lib import periods
+from orchestration.resources import MeterlineResource
+
+DUCKDB_POOL = "duckdb"
+CATALOG_TABLES = ("customers", "meters", "product_items", "rates", "rate_tiers", "commitments")
+
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=periods.PARTITION_START, fmt="%Y-%m", end_offset=1
+)
+
+
+class CatalogInvalid(dg.Failure):
+    """A catalog that contradicts itself stops billing before anything is priced."""
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["catalog", name], group_name="catalog",
+                     description=f"{name}.csv from METERLINE_CATALOG_DIR, validated and typed.")
+        for name in CATALOG_TABLES
+    ],
+    partitions_def=monthly_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    pool=DUCKDB_POOL,
+)
+def price_book(context: dg.AssetExecutionContext, meterline: MeterlineResource):
+    """Validate the whole catalog (every problem listed) and, only if it is clean, load it."""
+    cfg = meterline.settings()
+    cfg.require_catalog()
+    period_start = periods.period_from_key(context.partition_key)
+    catalog = catalog_lib.load_catalog(cfg.catalog_dir)
+    problems = catalog_lib.validate(catalog, catalog_lib.read_currencies())
+    with meterline.writer() as con:
+        if not problems:
+            problems = catalog_lib.period_problems(con, catalog, period_start)
+        if problems:
+            lines = "\n".join(f"  - {p}" for p in problems)
+            raise CatalogInvalid(
+                description=f"the catalog in {cfg.catalog_dir} has {len(problems)} problem(s); "
+                f"nothing was priced:\n{lines}",
+                metadata={"problems": [str(p) for p in problems]},
+            )
+        catalog_lib.write_catalog(con, catalog)
+    for name in CATALOG_TABLES:
+        yield dg.MaterializeResult(asset_key=["catalog", name],
+                                   metadata={"rows": len(getattr(catalog, name))})
+
+
+class MeterlineTranslator(DagsterDbtTranslator):
+    """Asset keys are [schema, name] and groups are the dbt folders, derived in one place."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "reference"
+        fqn = dbt_resource_props.get("fqn") or []
+        return fqn[1] if len(fqn) > 2 else "billing"
+
+
+translator = MeterlineTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    partitions_def=monthly_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    pool=DUCKDB_POOL,
+)
+def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                   meterline: MeterlineResource):
+    """One `dbt build` for the month: models, seeds and tests (tests appear as asset checks)."""
+    cfg = meterline.settings()
+    period_start = periods.period_from_key(context.partition_key)
+    # One stable target folder: runs are serialized by the pool, and dbt keeps its partial-parse
+    # state there (dagster-dbt would otherwise leave a 1.4 MB folder per run).
+    target = dbt_project.project_dir / "target" / "run"
+    try:
+        with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
+            yield from dbt.cli(
+                ["build", "--vars", json.dumps({"billing_period": period_start.isoformat()})],
+                context=context, target_path=target,
+            ).stream()
+    finally:
+        meterline.refresh_snapshot()

@@ -1,0 +1,370 @@
+"""`meterline`: the command line (CONTRACT.md section 6). Thin: commands that change the
+warehouse run Dagster jobs on the home's instance; the others only read.
+
+Exit codes: 0 success; 1 a check or validation failed; 2 bad usage."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from orchestration.lib import periods, readers
+from orchestration.lib import settings as settings_lib
+from orchestration.lib.settings import Settings, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- ingest
+def cmd_ingest(args: argparse.Namespace, cfg: Settings) -> int:
+    from orchestration.lib.runner import run_job
+
+    cfg.require_home()
+    cfg.require_catalog()
+    for raw in args.paths:
+        if not Path(raw).exists():
+            raise UsageError(f"{raw}: no such file or directory")
+    paths = [str(Path(p).resolve()) for p in args.paths]
+    if args.format == "table":
+        _say(f"ingesting {'the given files' if paths else f'new files in {cfg.landing_dir}'} ...")
+    outcome = run_job(cfg, "ingest_job", run_config={
+        "ops": {"landed_events": {"config": {"paths": paths}}}})
+    if not outcome.success:
+        _say("ingest failed (run " + outcome.run_id + "):")
+        for failure in outcome.failures:
+            _say("  " + failure)
+        return EXIT_FAILED
+    doc = outcome.metadata.get("raw/usage_events", {}).get("report")
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        from orchestration.ingestion.report import format_report
+
+        print(format_report(doc))
+        print(f"Dagster run: {outcome.run_id}")
+    return EXIT_FAILED if doc and doc.get("unreadable") else EXIT_OK
+
+
+# --------------------------------------------------------------------------- bill
+def cmd_bill(args: argparse.Namespace, cfg: Settings) -> int:
+    from orchestration.lib.runner import run_job
+
+    period_start = periods.parse_period(args.period)
+    cfg.require_home()
+    cfg.require_catalog()
+    if args.publish:
+        raise UsageError("--publish is not available yet in this version (drafts only)")
+    mtd = periods.is_month_to_date(period_start)
+    _say(f"billing {periods.period_key(period_start)}"
+         f"{' (month to date: a draft)' if mtd else ''}: validating the catalog, "
+         f"then one dbt build ...")
+    started = datetime.now(UTC)
+    outcome = run_job(cfg, "billing_job", partition_key=periods.period_key(period_start))
+    seconds = (datetime.now(UTC) - started).total_seconds()
+    if not outcome.success:
+        _say(f"billing {periods.period_key(period_start)} failed (Dagster run {outcome.run_id}):")
+        for failure in outcome.failures:
+            _say("  " + failure.replace("\n", "\n  "))
+        if outcome.failed_checks:
+            _say("failed checks: " + ", ".join(outcome.failed_checks))
+        return EXIT_FAILED
+    _say(f"built in {seconds:.1f} s (Dagster run {outcome.run_id})")
+    return _print_invoices(cfg, period_start, None, "table")
+
+
+# --------------------------------------------------------------------------- invoices
+INVOICE_SQL = """
+select invoice_id, customer_id, billing_period_start, billing_period_end, currency, subtotal,
+       total, line_count, status, invoice_number, issued_at
+from marts.fct_invoices
+where billing_period_start = ? and (? is null or customer_id = ?)
+order by customer_id
+"""
+LINE_SQL = """
+select invoice_id, line_number, line_type, product_item_id, meter_id, description,
+       usage_period_start, quantity, unit_price, tier, amount, currency
+from marts.fct_invoice_lines
+where billing_period_start = ? and (? is null or customer_id = ?)
+order by invoice_id, line_number
+"""
+
+
+def _load_invoices(cfg: Settings, period_start: date, customer: str | None) -> list[dict]:
+    from orchestration.lib.catalog import read_currencies
+
+    minor = read_currencies()
+    with readers.reader(cfg) as con:
+        if not readers.table_exists(con, "marts", "fct_invoices"):
+            return []
+        cols = ["invoice_id", "customer_id", "billing_period_start", "billing_period_end",
+                "currency", "subtotal", "total", "line_count", "status", "invoice_number",
+                "issued_at"]
+        invoices = [dict(zip(cols, row, strict=True)) for row in
+                    con.execute(INVOICE_SQL, [period_start, customer, customer]).fetchall()]
+        line_cols = ["invoice_id", "line_number", "line_type", "product_item_id", "meter_id",
+                     "description", "usage_period_start", "quantity", "unit_price", "tier",
+                     "amount", "currency"]
+        lines = [dict(zip(line_cols, row, strict=True)) for row in
+                 con.execute(LINE_SQL, [period_start, customer, customer]).fetchall()]
+    by_invoice: dict[str, list[dict]] = {}
+    for line in lines:
+        by_invoice.setdefault(line["invoice_id"], []).append(line)
+    for inv in invoices:
+        unit = minor.get(inv["currency"], 2)
+        inv["minor_unit"] = unit
+        inv["lines"] = by_invoice.get(inv["invoice_id"], [])
+    return invoices
+
+
+def _money(value: Decimal | None, unit: int) -> str | None:
+    return None if value is None else readers.format_money(value, unit)
+
+
+def _qty(value: Decimal | None) -> str | None:
+    return None if value is None else readers.format_quantity(value)
+
+
+def _invoice_json(inv: dict) -> dict:
+    unit = inv["minor_unit"]
+    return {
+        "invoice_id": inv["invoice_id"],
+        "invoice_number": inv["invoice_number"],
+        "customer_id": inv["customer_id"],
+        "billing_period_start": inv["billing_period_start"].isoformat(),
+        "billing_period_end": inv["billing_period_end"].isoformat(),
+        "currency": inv["currency"],
+        "status": inv["status"],
+        "issued_at": inv["issued_at"].isoformat() if inv["issued_at"] else None,
+        "subtotal": _money(inv["subtotal"], unit),
+        "total": _money(inv["total"], unit),
+        "line_count": inv["line_count"],
+        "lines": [
+            {
+                "line_number": ln["line_number"],
+                "line_type": ln["line_type"],
+                "product_item_id": ln["product_item_id"],
+                "meter_id": ln["meter_id"],
+                "description": ln["description"],
+                "usage_period_start": ln["usage_period_start"].isoformat(),
+                "quantity": _qty(ln["quantity"]),
+                "unit_price": _qty(ln["unit_price"]),
+                "tier": ln["tier"],
+                "amount": _money(ln["amount"], unit),
+            }
+            for ln in inv["lines"]
+        ],
+    }
+
+
+def _render_table(invoices: list[dict], period_start: date) -> str:
+    out = io.StringIO()
+    if not invoices:
+        return f"No invoices for {periods.period_key(period_start)}.\n"
+    totals: dict[str, Decimal] = {}
+    for inv in invoices:
+        unit = inv["minor_unit"]
+        number = inv["invoice_number"] or "(draft)"
+        out.write(f"{inv['invoice_id']}  {number}  {inv['customer_id']}  "
+                  f"{inv['billing_period_start']} .. {inv['billing_period_end']}  "
+                  f"{inv['status']}\n")
+        rows = [("#", "type", "item", "tier", "quantity", "unit price", "amount")]
+        for ln in inv["lines"]:
+            rows.append((str(ln["line_number"]), ln["line_type"],
+                         ln["product_item_id"] or "-", "" if ln["tier"] is None else str(ln["tier"]),
+                         _qty(ln["quantity"]) or "", _qty(ln["unit_price"]) or "",
+                         _money(ln["amount"], unit)))
+        if len(rows) > 1:
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for r in rows:
+                cells = [c.ljust(w) if i < 3 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+                out.write("    " + "  ".join(cells).rstrip() + "\n")
+        else:
+            out.write("    (no lines)\n")
+        out.write(f"    total {inv['currency']} {_money(inv['total'], unit)}\n\n")
+        totals[inv["currency"]] = totals.get(inv["currency"], Decimal(0)) + inv["total"]
+    summary = ", ".join(f"{cur} {readers.format_money(v, _unit_of(invoices, cur))}"
+                        for cur, v in sorted(totals.items()))
+    out.write(f"{len(invoices)} invoice(s) for {periods.period_key(period_start)}: {summary}\n")
+    return out.getvalue()
+
+
+def _unit_of(invoices: list[dict], currency: str) -> int:
+    return next(inv["minor_unit"] for inv in invoices if inv["currency"] == currency)
+
+
+def _render_csv(invoices: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["invoice_id", "invoice_number", "customer_id", "billing_period_start",
+                     "billing_period_end", "status", "currency", "invoice_total", "line_number",
+                     "line_type", "product_item_id", "meter_id", "description",
+                     "usage_period_start", "quantity", "unit_price", "tier", "amount"])
+    for inv in invoices:
+        doc = _invoice_json(inv)
+        head = [doc["invoice_id"], doc["invoice_number"] or "", doc["customer_id"],
+                doc["billing_period_start"], doc["billing_period_end"], doc["status"],
+                doc["currency"], doc["total"]]
+        if not doc["lines"]:
+            writer.writerow(head + [""] * 10)
+        for ln in doc["lines"]:
+            writer.writerow(head + [ln["line_number"], ln["line_type"],
+                                    ln["product_item_id"] or "", ln["meter_id"] or "",
+                                    ln["description"], ln["usage_period_start"],
+                                    ln["quantity"] or "", ln["unit_price"] or "",
+                                    "" if ln["tier"] is None else ln["tier"], ln["amount"]])
+    return out.getvalue()
+
+
+def _print_invoices(cfg: Settings, period_start: date, customer: str | None, fmt: str) -> int:
+    invoices = _load_invoices(cfg, period_start, customer)
+    if fmt == "json":
+        print(json.dumps({"period": periods.period_key(period_start),
+                          "invoices": [_invoice_json(inv) for inv in invoices]}, indent=2))
+    elif fmt == "csv":
+        sys.stdout.write(_render_csv(invoices))
+    else:
+        sys.stdout.write(_render_table(invoices, period_start))
+    return EXIT_OK
+
+
+def cmd_invoices(args: argparse.Namespace, cfg: Settings) -> int:
+    period_start = periods.parse_period(args.period)
+    cfg.require_home()
+    return _print_invoices(cfg, period_start, args.customer, args.format)
+
+
+# --------------------------------------------------------------------------- catalog
+def cmd_catalog(args: argparse.Namespace, cfg: Settings) -> int:
+    from orchestration.lib import catalog as catalog_lib
+
+    cfg.require_catalog()
+    period_start = periods.parse_period(args.period) if args.period else None
+    catalog = catalog_lib.load_catalog(cfg.catalog_dir)
+    problems = catalog_lib.validate(catalog, catalog_lib.read_currencies())
+    if not problems and period_start is not None:
+        cfg.require_home()
+        if cfg.warehouse_path.exists():
+            with readers.reader(cfg) as con:
+                problems = catalog_lib.period_problems(con, catalog, period_start)
+    if problems:
+        print(f"The catalog in {cfg.catalog_dir} has {len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  - {problem}")
+        return EXIT_FAILED
+    on = period_start or datetime.now(UTC).date()
+    print(f"Catalog {cfg.catalog_dir}: valid.")
+    print(catalog_lib.summary(catalog, on))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- demo
+DEMO_MARKER = ".meterline-demo"
+DEMO_CATALOG = Path(__file__).resolve().parents[1] / "seeds"
+
+
+def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
+    """Make a sample home (or reuse one it made), generate events for the demo price book
+    (two full months and this month up to today 00:00 UTC), ingest them, bill the last full
+    month and print its invoices. Re-running the same day changes nothing: the generated files
+    are identical, so ingest skips them, and billing is idempotent."""
+    from orchestration.lib import catalog as catalog_lib
+    from orchestration.lib import demo
+    from orchestration.lib.runner import run_job
+
+    home = cfg.home
+    if home.exists() and any(home.iterdir()) and not (home / DEMO_MARKER).exists():
+        raise UsageError(f"{home} is not empty and was not made by `meterline demo`: "
+                         f"point METERLINE_HOME at a new directory")
+    (home / "landing").mkdir(parents=True, exist_ok=True)
+    (home / DEMO_MARKER).write_text("made by meterline demo\n")
+    cfg = Settings(home=home, catalog_dir=DEMO_CATALOG, grace_hours=cfg.grace_hours)
+    today = datetime.now(UTC).date()
+    current = today.replace(day=1)
+    last_full = periods.previous_period(current)
+    months = [periods.previous_period(last_full), last_full, current]
+    _say(f"demo home {home}, demo price book {DEMO_CATALOG}")
+    catalog = catalog_lib.load_catalog(DEMO_CATALOG)
+    files = demo.generate_events(cfg.landing_dir, catalog, months, until=today)
+    _say(f"generated {len(files)} event files for {', '.join(map(periods.period_key, months))}")
+    started = datetime.now(UTC)
+    outcome = run_job(cfg, "ingest_job", run_config={
+        "ops": {"landed_events": {"config": {"paths": []}}}})
+    if not outcome.success:
+        _say("demo ingest failed: " + "; ".join(outcome.failures))
+        return EXIT_FAILED
+    from orchestration.ingestion.report import format_report
+
+    _say(format_report(outcome.metadata["raw/usage_events"]["report"]))
+    key = periods.period_key(last_full)
+    _say(f"billing {key} ...")
+    outcome = run_job(cfg, "billing_job", partition_key=key)
+    if not outcome.success:
+        _say(f"demo billing of {key} failed:")
+        for failure in outcome.failures:
+            _say("  " + failure)
+        return EXIT_FAILED
+    _say(f"ingested and billed in {(datetime.now(UTC) - started).total_seconds():.1f} s")
+    return _print_invoices(cfg, last_full, None, "table")
+
+
+# --------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterline",
+        description="Meterline: exact metered invoices from raw usage events "
+        "(home: $METERLINE_HOME, default ./data; catalog: $METERLINE_CATALOG_DIR, default ./seeds).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="land event files (default: everything new in landing/)")
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("bill", help="validate the catalog and build a month's draft invoices")
+    p.add_argument("--period", required=True, metavar="YYYY-MM")
+    p.add_argument("--publish", action="store_true", help="publish the month (section 7)")
+    p.set_defaults(func=cmd_bill)
+
+    p = sub.add_parser("invoices", help="show a month's invoices")
+    p.add_argument("--period", required=True, metavar="YYYY-MM")
+    p.add_argument("--customer", metavar="ID")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.set_defaults(func=cmd_invoices)
+
+    p = sub.add_parser("catalog", help="validate the catalog and summarise it")
+    p.add_argument("--period", metavar="YYYY-MM")
+    p.set_defaults(func=cmd_catalog)
+
+    p = sub.add_parser("demo", help="make a sample home, ingest, bill and print invoices")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = settings_lib.load()
+        return args.func(args, cfg)
+    except UsageError as exc:
+        print(f"meterline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("meterline: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Meterline's Dagster code location: wiring only."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from orchestration.billing.assets import billing_models, price_book
+from orchestration.billing.jobs import billing_job, ingest_job
+from orchestration.billing.project import dbt_executable, dbt_project
+from orchestration.ingestion.assets import landed_events
+from orchestration.resources import MeterlineResource
+
+defs = dg.Definitions(
+    assets=[landed_events, price_book, billing_models],
+    jobs=[ingest_job, billing_job],
+    resources={
+        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir),
+                              dbt_executable=dbt_executable()),
+        "meterline": MeterlineResource(),
+    },
+    # One writer on the DuckDB file: steps run in this process, one at a time.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,72 @@
+"""Read-only access for `invoices`, `explain`, `catalog --period` and notebooks.
+
+DuckDB lets no other process open the file while a writer holds it, not even read-only. Readers
+therefore open the live warehouse when it is free and otherwise the snapshot that every writing
+step publishes by an atomic rename when it ends (`$METERLINE_HOME/snapshot/warehouse.duckdb`)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import duckdb
+
+from orchestration.lib import warehouse
+from orchestration.lib.settings import Settings, UsageError
+
+
+@contextlib.contextmanager
+def reader(cfg: Settings, *, retries: int = 3, wait_s: float = 0.2,
+           notice=lambda msg: print(msg, file=sys.stderr)) -> Iterator[duckdb.DuckDBPyConnection]:
+    if not cfg.warehouse_path.exists():
+        raise UsageError(
+            f"no warehouse at {cfg.warehouse_path}: run `meterline ingest` and "
+            f"`meterline bill --period YYYY-MM` first"
+        )
+    con = None
+    for attempt in range(retries):
+        try:
+            con = warehouse.connect(cfg.warehouse_path, read_only=True)
+            break
+        except duckdb.IOException:
+            if attempt + 1 < retries:
+                time.sleep(wait_s)
+    if con is None:
+        if not cfg.snapshot_path.exists():
+            raise UsageError(
+                "the warehouse is busy (a run is writing) and no snapshot exists yet: "
+                "try again when the run ends"
+            )
+        con = warehouse.connect(cfg.snapshot_path, read_only=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                              time.gmtime(cfg.snapshot_path.stat().st_mtime))
+        notice(f"note: a run is writing the warehouse; reading the snapshot of {stamp}")
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()[0])
+
+
+def format_money(amount: Decimal | None, minor_unit: int) -> str:
+    """Exact text of an amount at its currency's minor unit (amounts are already rounded)."""
+    if amount is None:
+        return ""
+    quantum = Decimal(1).scaleb(-minor_unit)
+    return str(Decimal(amount).quantize(quantum))
+
+
+def format_quantity(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    text = format(Decimal(value).normalize(), "f")
+    return text

@@ -1,0 +1,157 @@
+"""Run Meterline's jobs through Dagster on the home's own instance, so every run the CLI starts
+shows in the Dagster UI (`dagster dev` with DAGSTER_HOME=$METERLINE_HOME/dagster)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestration.lib.settings import Settings
+
+DAGSTER_YAML = """\
+# Written by meterline. One writer on the DuckDB warehouse: every step that touches it runs in
+# the `duckdb` pool, and each pool admits one step at a time across all runs (CLI, UI, sensors).
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_instance(cfg: Settings) -> None:
+    """Point DAGSTER_HOME at the home's instance (absolute) and make sure it is configured."""
+    cfg.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = cfg.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(cfg.dagster_home)
+    os.environ["METERLINE_HOME"] = str(cfg.home)
+    os.environ["METERLINE_CATALOG_DIR"] = str(cfg.catalog_dir)
+
+
+def reclaim_dead_runs(instance: Any) -> list[str]:
+    """A run killed with SIGKILL keeps its pool slot and stays STARTED; the next run would wait
+    forever. Runs started by this CLI carry their process id: fail those whose process is gone
+    and free their slots."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    reclaimed = []
+    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED,
+                                                  DagsterRunStatus.STARTING]))
+    for run in runs:
+        pid = run.tags.get("meterline/pid")
+        if not pid or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message=f"process {pid} is gone; slot reclaimed")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reclaimed.append(run.run_id)
+    return reclaimed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _DbtProgress(io.TextIOBase):
+    """Stands in for stdout while a run executes: dagster-dbt echoes every dbt log line there,
+    and the CLI keeps stdout for its own results. A person sees one progress line per tenth of
+    the dbt nodes, and every error, failure or warning in full, on stderr."""
+
+    _NODE = re.compile(r"^(\d+) of (\d+) (OK|PASS|ERROR|FAIL|WARN|SKIP)")
+
+    def __init__(self, err: Any) -> None:
+        self._err = err
+        self._buffer = ""
+        self._shown = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._line(re.sub(r"\x1b\[[0-9;]*m", "", line).strip())
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        match = self._NODE.match(line)
+        if match:
+            done, total, status = int(match.group(1)), int(match.group(2)), match.group(3)
+            if status in ("ERROR", "FAIL", "WARN"):
+                self._err.write(f"  dbt: {line}\n")
+            elif done * 10 // total > self._shown or done == total:
+                self._shown = done * 10 // total
+                self._err.write(f"  dbt: {done}/{total} nodes built or tested\n")
+        elif re.search(r"\b(Error|error|ERROR|Failure|FAIL)\b", line):
+            self._err.write(f"  dbt: {line}\n")
+        self._err.flush()
+
+
+@dataclass
+class RunOutcome:
+    success: bool
+    run_id: str
+    failures: list[str] = field(default_factory=list)  # step / check failures, one line each
+    failed_checks: list[str] = field(default_factory=list)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset key -> metadata
+
+
+def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
+            run_config: dict | None = None) -> RunOutcome:
+    """Execute a job of the code location in this process on the home's instance."""
+    from orchestration.billing.project import ensure_manifest
+
+    prepare_instance(cfg)
+    ensure_manifest()
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import defs
+
+    instance = DagsterInstance.get()
+    reclaim_dead_runs(instance)
+    job = defs.resolve_job_def(job_name)
+    config = dict(run_config or {})
+    # The CLI prints its own summary; show the steps' progress messages, not Dagster's events.
+    config.setdefault("loggers", {"console": {"config": {"log_level": "INFO"}}})
+    sink = _DbtProgress(sys.stderr)
+    with contextlib.redirect_stdout(sink):
+        result = job.execute_in_process(
+            run_config=config,
+            instance=instance,
+            partition_key=partition_key,
+            raise_on_error=False,
+            tags={"meterline/pid": str(os.getpid()), "meterline/source": "cli"},
+        )
+    outcome = RunOutcome(success=result.success, run_id=result.run_id)
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            message = error.message.strip() if error else "failed"
+            user = getattr(event.step_failure_data, "user_failure_data", None)
+            if user and user.description:
+                message = user.description
+            outcome.failures.append(message)
+        elif event.is_step_materialization:
+            mat = event.step_materialization_data.materialization
+            outcome.metadata[mat.asset_key.to_user_string()] = {
+                k: getattr(v, "value", v) for k, v in mat.metadata.items()
+            }
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            outcome.failed_checks.append(
+                f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
+            )
+    return outcome
