@@ -668,15 +668,18 @@ def test_jsonl_lines_blank_lines_bom_and_crlf(home: Home) -> None:
             + jl(event_id="j3", customer_id="c1", meter="s", timestamp=TS))
     body += "\n" + ('{"event_id": "j4", "event_id": "j5", "customer_id": "c1", "meter": "s", '
                      '"timestamp": "' + TS + '"}')
+    body += "\n" + ('{"event_id": "j6", "customer_id": "c1", "meter": "s", "note": 1, '
+                     '"note": 2, "timestamp": "' + TS + '"}')
     home.put("l.jsonl", body)
     r = home.ingest(LK)
-    assert counts(r)["l.jsonl"] == {"read": 6, "landed": 2, "duplicates": 0, "quarantined": 4}
+    assert counts(r)["l.jsonl"] == {"read": 7, "landed": 3, "duplicates": 0, "quarantined": 4}
     assert home.event("j1")["row_number"] == 1
     assert home.event("j3")["row_number"] == 8  # physical line; blank lines are not rows
     q = home.rows("select row_number, reason, raw_row from raw.quarantined_events order by 1")
     assert q == [(4, "malformed_row", "[1, 2]"), (5, "malformed_row", '"text"'),
                  (6, "malformed_row", '{"event_id": "j2", '),
-                 (9, "malformed_row", body.rsplit("\n", 1)[1])]  # a key given twice
+                 (9, "malformed_row", body.split("\n")[8])]  # a field given twice
+    assert home.event("j6")["row_number"] == 10  # another key given twice does not matter
 
 
 def test_required_fields_and_event_id(home: Home) -> None:
@@ -910,3 +913,19 @@ def test_case01_events_land_exactly(home: Home) -> None:
                     "and customer_id = 'commit_co'") == ("3.015000000000",)
     assert home.event("g-trf-2")["value"] == -5
     assert home.event("a-seat-9")["event_us"] == us("2026-03-20T10:00:00Z")
+
+
+def test_a_failed_write_changes_nothing(home: Home) -> None:
+    """All or nothing: an error after the first table was written rolls the whole run back."""
+    home.put("a.jsonl", jl(event_id="a", customer_id="c1", meter="s", timestamp=TS) + "\n"
+             + jl(event_id="a", customer_id="c1", meter="s", timestamp=TS))
+    home.con.execute("alter table raw.duplicate_events rename to duplicate_events_away")
+    with pytest.raises(duckdb.Error):
+        home.ingest(LK)
+    home.con.execute("alter table raw.duplicate_events_away rename to duplicate_events")
+    for t in ("usage_events", "quarantined_events", "duplicate_events", "landed_files",
+              "ingest_runs"):
+        assert home.one(f"select count(*) from raw.{t}") == (0,), t
+    assert home.rows("select table_name from duckdb_tables() where temporary") == []
+    r = home.ingest(LK)  # and the file lands once the warehouse is whole again
+    assert counts(r)["a.jsonl"] == {"read": 2, "landed": 1, "duplicates": 1, "quarantined": 0}

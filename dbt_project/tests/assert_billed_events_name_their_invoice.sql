@@ -3,6 +3,8 @@
 -- the period was published: late usage), and an unbilled event names none. A failure means an
 -- event's audit trail is wrong: the rows returned are those events.
 
+{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_billed_events']}}) }}
+
 with
 
 events as (

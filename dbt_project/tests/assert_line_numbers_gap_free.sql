@@ -2,6 +2,8 @@
 -- and no repeat (contract section 5). A failure means an invoice shows missing or duplicate
 -- line numbers: the rows returned are those invoices with their min, max and counts.
 
+{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_invoice_lines']}}) }}
+
 select
     invoice_id,
     min(line_number) as first_line_number,

@@ -3,6 +3,8 @@
 -- section 4). A failure means a customer is missing an invoice, has two, or has one it should
 -- not: the rows returned name the customer with the counts found.
 
+{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_invoices']}}) }}
+
 with
 
 recipients as (

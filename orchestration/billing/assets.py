@@ -102,7 +102,9 @@ def _env(**values: str) -> Iterator[None]:
 )
 def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                    meterline: MeterlineResource):
-    """One `dbt build` for the month: models, seeds and tests (tests appear as asset checks)."""
+    """One `dbt build` for the month: models, seeds and data tests (they appear as asset
+    checks). dbt unit tests check the SQL, not the data: the test suite runs them
+    (tests/test_dbt_unit.py), billing runs skip them."""
     cfg = meterline.settings()
     period_start = periods.period_from_key(context.partition_key)
     # One stable target folder: runs are serialized by the pool, and dbt keeps its partial-parse
@@ -111,7 +113,8 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     try:
         with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
             yield from dbt.cli(
-                ["build", "--vars", json.dumps({"billing_period": period_start.isoformat()})],
+                ["build", "--exclude-resource-type", "unit_test",
+                 "--vars", json.dumps({"billing_period": period_start.isoformat()})],
                 context=context, target_path=target,
             ).stream()
     finally:

@@ -8,25 +8,48 @@ columns.
 
 How one call works:
 
-1. Files are listed (``paths`` or everything under ``landing_dir``) and hashed (SHA-256). A file
-   whose content is in ``raw.landed_files``, or was staged earlier in the same call, is skipped and
-   reported in ``already_landed``.
+1. Files are listed (``paths`` in the order given, a directory expanding to its files; else
+   everything under ``landing_dir``, by the byte order of the relative path) and hashed
+   (SHA-256). A file whose content is in ``raw.landed_files``, or was staged earlier in the same
+   call, is skipped and reported in ``already_landed``.
 2. Each remaining file is *staged*: one ``INSERT ... SELECT`` turns its rows into a uniform shape
-   in the temp table ``_ml_stage`` (per field: what kind of value it held, and its text). A file
-   DuckDB cannot read (truncated gzip, corrupt Parquet, invalid UTF-8, a CSV without a header)
-   is reported in ``unreadable`` and lands nothing; it is not recorded in ``raw.landed_files``,
-   so the next run retries it.
+   in a temp table (per field: what kind of value it held, and its text). JSONL and CSV are read
+   as text (``read_text``, split into lines; ``.jsonl.gz`` is decompressed to a temp file first)
+   and parsed by DuckDB's JSON functions and regular expressions; Parquet through
+   ``read_parquet(..., file_row_number = true)`` with per-column-type expressions. A file that
+   cannot be read (truncated gzip, corrupt Parquet, invalid UTF-8, a CSV without a header) is
+   reported in ``unreadable`` and lands nothing; it is not recorded in ``raw.landed_files``, so
+   the next run retries it.
 3. In one transaction: unresolved quarantine rows with reason ``unknown_customer`` /
-   ``unknown_meter`` are re-checked (they come first in landing order, by ``landing_seq``),
-   every staged row is validated by one CASE in contract order, duplicates are decided (the first
-   landed copy of an ``event_id`` wins: existing ``raw.usage_events`` first, then this run's
-   order), and all tables are written, with ``raw.landed_files`` and ``raw.ingest_runs`` rows.
+   ``unknown_meter`` join the run (first in landing order, by their ``landing_seq``), every row is
+   checked by one CASE in contract order, duplicates are decided (the first landed copy of an
+   ``event_id`` wins: existing ``raw.usage_events`` first, then this run's order), and all tables
+   are written, with ``raw.landed_files`` and ``raw.ingest_runs`` rows. Any error rolls all of it
+   back.
 
-Decisions where the contract is silent (also in docs/architecture.md terms):
+Exact values: every value becomes decimal *text* first (a JSON string; a JSON number's own token
+taken from the line; a CSV cell; a Parquet VARCHAR, integer or DECIMAL as text, a Parquet DOUBLE
+at its shortest text, e.g. ``42.07`` or ``1e-13``), then is validated and normalised by string
+arithmetic (exponent applied, leading and trailing zeros dropped: at most 26 digits before the
+point and 12 after) and cast from text to DECIMAL(38, 12). A JSON number's token is cross-checked
+against DuckDB's own DECIMAL(38, 12) parse of the same line; when the token cannot be found or
+disagrees (e.g. the key ``value`` written with an escape), the row is ``invalid_value``, never a
+guess. Nothing goes through a double.
+
+Instants: timestamp strings are validated by pattern and turned into epoch microseconds with
+explicit date arithmetic (``make_date``, offset subtracted, fraction truncated to microseconds),
+then ``timezone('UTC', make_timestamp(us))``: no step uses the session or machine zone.
+
+Limits: a JSONL or CSV file is read into memory as one string (DuckDB strings stop at 4 GB).
+Files are hashed before they are read: a producer must write files elsewhere and move them into
+``landing/`` when complete (a half-written file would land as it is).
+
+Decisions where the contract is silent:
 
 * JSONL: a line that is not one JSON object, or an object naming one of the six fields twice at
   the top level (ambiguous), is ``malformed_row``. Keys are case-sensitive; other keys are
-  ignored (kept in ``raw_row``).
+  ignored (kept in ``raw_row``). DuckDB's JSON parser is lenient about ``NaN`` and trailing
+  commas; such a line is still read as an object (``NaN`` as a value is ``invalid_value``).
 * Blank lines (empty or only spaces/tabs) are not rows, in JSONL and in CSV: they are not counted
   in ``read``. JSONL ``row_number`` is the physical line number (blank lines still count as lines);
   CSV ``row_number`` is the record number after the header, blank lines not counted (a quoted field
@@ -129,9 +152,9 @@ create or replace temp table {STAGE} (
 )
 """
 
-# A value string: sign, mantissa with at least one digit, optional exponent of at most 4 digits.
-VALUE_PATTERN = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,4})?"
-VALUE_GROUPS = r"^([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?$"
+# A value string: sign, mantissa (at least one digit: checked on the groups), optional exponent of
+# at most 4 digits.
+VALUE_GROUPS = r"^([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,4}))?$"
 # The raw token of a JSON number under the key "value" (cross-checked against DuckDB's parse).
 VALUE_TOKEN = r'"value"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)'
 TS_PATTERN = (
@@ -398,11 +421,11 @@ def _ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def _safe_path(path: Path, tmp: Path, idx: int) -> str:
+def _safe_path(path: Path, tmp: Path, idx: int, ext: str) -> str:
     """A path DuckDB reads literally (it expands *, ? and [ as globs): a symlink if needed."""
     s = str(path.resolve())
     if any(ch in s for ch in "*?[]{}'\\"):
-        link = tmp / f"f{idx}{''.join(path.suffixes[-2:])}"
+        link = tmp / f"f{idx}.{ext}"
         link.symlink_to(path.resolve())
         return str(link)
     return s
@@ -439,6 +462,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file_idx: int, text_path: str) 
     j = "j"
     eid, cust, meter = f"{j}.event_id", f"{j}.customer_id", f"{j}.meter"
     val, ts, dims = f"{j}.value", f"{j}.timestamp", f"{j}.dimensions"
+    known = ", ".join(_lit(f) for f in FIELDS)
     con.execute(f"""
         insert into {STAGE}
         with l0 as (
@@ -450,14 +474,13 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file_idx: int, text_path: str) 
         ), l1 as (
             select *,
                    case when obj then from_json(line, {_lit(JSON_SHAPE)}) end as j0,
-                   case when obj then len(list_filter(json_keys(line),
-                                                      lambda k: k in ({', '.join(_lit(f) for f in FIELDS)})))
-                   end as n_known
+                   case when obj then list_filter(json_keys(line), lambda k: k in ({known}))
+                   end as known
             from l0
         ), p as (
             -- one of the fields named twice at the top level: ambiguous, so malformed
             select ln, line, is_obj, case when is_obj then j0 end as j
-            from (select *, coalesce(n_known = {' + '.join(f'(j0.{f} is not null)::int' for f in FIELDS)}, false) as is_obj from l1)
+            from (select *, coalesce(len(known) = list_unique(known), false) as is_obj from l1)
         ), q as (
             select *,
                    json_type({val}) as vt, json_type({ts}) as tt,
@@ -534,11 +557,13 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, file_idx: int, text_path: str) ->
             select *, row_number() over (order by rec_id) as n
             from g where not regexp_full_match(rec, '[ \\t]*')
         ), wf as (
-            select *, complete and regexp_full_match(rec, {_lit(CSV_RECORD)}) as well_formed
+            select *, complete and (not contains(rec, '"')
+                                    or regexp_full_match(rec, {_lit(CSV_RECORD)})) as well_formed
             from nb
         )
         select n - 1 as row_number, rec, complete, well_formed,
-               case when well_formed then
+               case when not contains(rec, '"') then string_split(rec, ',')
+                    when well_formed then
                    list_transform(
                        regexp_extract_all(',' || rec, {_lit(',(' + CSV_FIELD + ')')}, 1),
                        lambda f: case when starts_with(f, '"')
@@ -706,17 +731,31 @@ def _decompress(path: Path, tmp: Path, idx: int) -> Path:
 
 
 def _stage_file(con: duckdb.DuckDBPyConnection, f: _File, idx: int, tmp: Path) -> None:
+    text: Path | None = None
     try:
         if f.fmt == "parquet":
-            _stage_parquet(con, idx, _safe_path(f.path, tmp, idx))
+            _stage_parquet(con, idx, _safe_path(f.path, tmp, idx, "parquet"))
         elif f.fmt == "csv":
-            _stage_csv(con, idx, _safe_path(f.path, tmp, idx))
+            _stage_csv(con, idx, _safe_path(f.path, tmp, idx, "csv"))
         else:
             text = _decompress(f.path, tmp, idx) if f.fmt == "jsonl.gz" else f.path
-            _stage_jsonl(con, idx, _safe_path(text, tmp, idx))
+            _stage_jsonl(con, idx, _safe_path(text, tmp, idx, "jsonl"))
     except duckdb.Error as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise _Unreadable(msg) from None
+        raise _Unreadable(_read_error(f, e)) from None
+    finally:
+        con.execute(f"drop table if exists {LINES}")
+        con.execute(f"drop table if exists {RECS}")
+        if text is not None and text != f.path:
+            text.unlink(missing_ok=True)
+
+
+def _read_error(f: _File, e: duckdb.Error) -> str:
+    msg = str(e).strip()
+    if "UTF-8" in msg or "utf-8" in msg.lower():
+        return "the file is not valid UTF-8 text"
+    first = msg.splitlines()[0] if msg else type(e).__name__
+    kind = {"parquet": "Parquet", "csv": "CSV"}.get(f.fmt or "", "JSON Lines")
+    return f"not a readable {kind} file ({first})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -727,16 +766,23 @@ CLASSIFY_SQL = f"""
 create or replace temp table {CAND} as
 with a as (
     select s.*,
-        case when val_t = 'text' and regexp_full_match(val_text, {_lit(VALUE_PATTERN)})
+        case when val_t = 'text'
              then regexp_extract(val_text, {_lit(VALUE_GROUPS)}, ['sg', 'ip', 'fp', 'ex']) end
-            as vm,
+            as vm0,
         case when ts_t = 'text' and regexp_full_match(ts_text, '[0-9]+') then 'epoch'
              else ts_t end as ts_k,
-        case when ts_t = 'text' and regexp_full_match(ts_text, {_lit(TS_PATTERN[1:-1])})
+        case when ts_t = 'text'
              then regexp_extract(ts_text, {_lit(TS_PATTERN)},
-                                 ['y', 'mo', 'd', 'h', 'mi', 's', 'f', 'off']) end as tm,
+                                 ['y', 'mo', 'd', 'h', 'mi', 's', 'f', 'off']) end as tm0,
         case when dims_t = 'json' and json_valid(dims_json) then json_type(dims_json) end as dj
     from {STAGE} s
+), a2 as (
+    -- regexp_extract gives '' for every group when the text does not match; a match has a
+    -- digit in the mantissa, and always a year
+    select *,
+        case when vm0.ip <> '' or vm0.fp <> '' then vm0 end as vm,
+        case when tm0.y <> '' then tm0 end as tm
+    from a
 ), b as (
     select *,
         vm.ip || coalesce(vm.fp, '') as v_digits,
@@ -751,7 +797,7 @@ with a as (
         case when tm.off = 'Z' then 0 else right(tm.off, 2)::integer end as toffm,
         case when starts_with(tm.off, '-') then -1 else 1 end as toffsign,
         case when dj = 'OBJECT' then from_json(dims_json, '"MAP(VARCHAR, JSON)"') end as dm
-    from a
+    from a2
 ), c as (
     select *,
         rtrim(ltrim(v_digits, '0'), '0') as vd,
@@ -815,11 +861,18 @@ from e
 
 
 def _outcome_sql(base_seq: int) -> str:
+    """Reasons in contract order, then duplicates, then a landing_seq for every row written.
+
+    ``ord`` is the run's landing order: re-checked rows by their original landing_seq, then files
+    in order, then rows. It is computed, not sorted, and the duplicate step uses a hash aggregate
+    and hash joins on narrow columns, so a large run needs one narrow sort (for landing_seq).
+    """
     return f"""
 create or replace temp table {OUT} as
 with r as (
     select c.*,
-        row_number() over (order by phase, q_seq, file_idx, row_number) as ord,
+        case when phase = 0 then q_seq::hugeint
+             else ((file_idx + 1)::hugeint << 64) + row_number end as ord,
         m.aggregation, k.customer_id as known_customer
     from {CAND} c
     left join {LK_METER} m on m.meter_id = c.meter_id
@@ -838,42 +891,45 @@ with r as (
              when aggregation is null then 'unknown_meter'
         end as pre_reason
     from r
-), v as (
-    -- rows that pass every rule: the first landed copy of an id wins (already landed first)
-    select p.ord, u.event_id is not null as has_existing,
-        first_value(p.ord) over w as first_ord,
-        coalesce(u.customer_id, first_value(p.customer_id) over w) as r_customer_id,
-        coalesce(u.meter_id, first_value(p.meter_id) over w) as r_meter_id,
-        coalesce(u.value, first_value(p.value) over w) as r_value,
-        coalesce(u.event_at, first_value(p.event_at) over w) as r_event_at,
-        coalesce(u.dimensions, first_value(p.dimensions) over w) as r_dimensions,
-        p.customer_id, p.meter_id, p.value, p.event_at, p.dimensions
-    from p left join raw.usage_events u on u.event_id = p.event_id
-    where p.pre_reason is null
-    window w as (partition by p.event_id order by p.ord)
+), valid as (
+    -- only rows that pass every rule take part: the first landed copy of an id wins
+    select ord, event_id, customer_id, meter_id, value, event_at, dimensions
+    from p where pre_reason is null
+), firsts as (
+    select event_id, min(ord) as first_ord from valid group by event_id
+), ref as (
+    -- the copy each id is compared with: the one landed before, else this run's first
+    select f.event_id, f.first_ord, u.event_id is not null as has_existing,
+        coalesce(u.customer_id, w.customer_id) as customer_id,
+        coalesce(u.meter_id, w.meter_id) as meter_id,
+        coalesce(u.value, w.value) as value,
+        coalesce(u.event_at, w.event_at) as event_at,
+        coalesce(u.dimensions, w.dimensions) as dimensions
+    from firsts f
+    join valid w on w.ord = f.first_ord
+    left join raw.usage_events u on u.event_id = f.event_id
 ), o as (
-    select ord,
-        case when not has_existing and ord = first_ord then 'landed'
-             when customer_id = r_customer_id and meter_id = r_meter_id and value = r_value
-                  and event_at = r_event_at and dimensions = r_dimensions then 'duplicate'
+    select v.ord,
+        case when not x.has_existing and v.ord = x.first_ord then 'landed'
+             when v.customer_id = x.customer_id and v.meter_id = x.meter_id
+                  and v.value = x.value and v.event_at = x.event_at
+                  and v.dimensions = x.dimensions then 'duplicate'
              else 'quarantined' end as outcome
-    from v
+    from valid v join ref x on x.event_id = v.event_id
 ), f as (
     select p.*,
         coalesce(o.outcome, 'quarantined') as outcome,
         case when o.outcome is null then p.pre_reason
              when o.outcome = 'quarantined' then 'conflicting_duplicate' end as reason
     from p left join o on o.ord = p.ord
+), seqs as (
+    -- a new landing_seq for each row written now (landed rows, quarantine rows of new files),
+    -- dense and after everything landed before
+    select ord, {base_seq} + row_number() over (order by ord) as landing_seq
+    from f where outcome = 'landed' or (phase = 1 and outcome = 'quarantined')
 )
--- a new landing_seq for each row written now (landed rows, quarantine rows of new files),
--- dense and after everything landed before
-select f.*,
-    case when outcome = 'landed' or (phase = 1 and outcome = 'quarantined') then
-        {base_seq} + row_number() over (
-            partition by outcome = 'landed' or (phase = 1 and outcome = 'quarantined')
-            order by ord)
-    end as landing_seq
-from f
+select f.*, seqs.landing_seq
+from f left join seqs on seqs.ord = f.ord
 """
 
 

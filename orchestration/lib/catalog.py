@@ -836,9 +836,13 @@ def ingest_lookup(catalog: Catalog) -> tuple[set[str], dict[str, str]]:
 
 def lookup_problems(catalog: Catalog, currencies: Mapping[str, int] | None = None
                     ) -> list[Problem]:
-    """The problems of customers.csv and meters.csv: the only ones that stop ``ingest``."""
+    """The problems that make ingest's lookup unreliable: a missing or unreadable customers.csv
+    or meters.csv, or a bad, missing or duplicate id or aggregation in them. Only these stop
+    ``ingest`` (events keep landing while, say, a currency typo waits for a fix; billing
+    still stops on every problem)."""
+    lookup_fields = {None, "", "customer_id", "meter_id", "aggregation"}
     return [p for p in validate(catalog, currencies)
-            if p.file in ("customers.csv", "meters.csv")]
+            if p.file in ("customers.csv", "meters.csv") and p.field in lookup_fields]
 
 
 # --------------------------------------------------------------------------- period checks

@@ -10,7 +10,7 @@
 -- The rate that prices each customer's product item usage in the billed period: the customer's
 -- own rate, else the list price, in the customer's currency, in effect on the period's first day
 -- (effective_from <= day < effective_to; no proration). One row per (customer, item) with usage
--- in the period; rate_id is NULL when no rate is in effect (int_usage_rated stops on it).
+-- in the period; usage without a rate in effect stops billing here.
 
 with
 
@@ -58,7 +58,10 @@ candidates as (
         row_number() over (
             partition by item_usage.customer_id, item_usage.product_item_id
             order by case when rates_in_effect.is_customer_rate then 0 else 1 end, rates_in_effect.rate_id
-        ) as preference
+        ) as preference,
+        count(rates_in_effect.rate_id) over (
+            partition by item_usage.customer_id, item_usage.product_item_id, rates_in_effect.is_customer_rate
+        ) as rates_of_same_kind
 
     from item_usage
     left join customers
@@ -78,7 +81,15 @@ resolved as (
         customer_id,
         product_item_id,
         currency,
-        rate_id,
+        -- usage without a rate, or with two, stops billing naming the customer and item (the
+        -- catalog allows one rate per item, customer (or list) and currency at a time)
+        case
+            when rate_id is null
+                then {{ raise_billing_error("'customer ' || customer_id || ', product item ' || product_item_id || ', period " ~ billing_period() ~ ": no rate in effect on the period''s first day in currency ' || coalesce(currency, '(customer not in the catalog)')") }}
+            when rates_of_same_kind > 1
+                then {{ raise_billing_error("'customer ' || customer_id || ', product item ' || product_item_id || ', period " ~ billing_period() ~ ": ' || cast(rates_of_same_kind as varchar) || ' rates in effect at once'") }}
+            else rate_id
+        end as rate_id,
         pricing_model,
         unit_price,
         package_size,

@@ -93,7 +93,8 @@ usage_with_rate as (
 
 ),
 
--- A line that cannot be priced stops billing, naming the customer and item.
+-- A line that cannot be priced stops billing, naming the customer and item (int_rates_resolved
+-- already stopped on usage without a rate).
 checked as (
 
     select
@@ -106,15 +107,13 @@ checked as (
         currency,
         case
             when minor_unit is null
-                then {{ raise_billing_error("billing_context || ': currency ' || coalesce(currency, '(none)') || ' has no ISO 4217 minor unit in the currency seed'") }}
+                then {{ raise_billing_error("billing_context || ': currency ' || currency || ' has no ISO 4217 minor unit in the currency seed'") }}
             else minor_unit
         end as minor_unit,
         case
-            when rate_id is null
-                then {{ raise_billing_error("billing_context || ': no rate in effect on the period''s first day in the customer''s currency'") }}
             when pricing_model not in ('per_unit', 'package', 'graduated', 'volume')
                 then {{ raise_billing_error("billing_context || ': unknown pricing model ' || pricing_model") }}
-            when pricing_model = 'package' and not (package_size > 0)
+            when pricing_model = 'package' and coalesce(package_size, 0) <= 0
                 then {{ raise_billing_error("billing_context || ': package_size must be > 0'") }}
             else rate_id
         end as rate_id,
@@ -174,6 +173,11 @@ tiered_usage as (
         end as tier,
         tiers.lower_bound,
         tiers.up_to,
+        -- Q capped at the tier's upper bound: the units up to and including this tier
+        case
+            when tiers.up_to is null or checked.billable_quantity < tiers.up_to then checked.billable_quantity
+            else tiers.up_to
+        end as units_through_tier,
         tiers.unit_price as tier_unit_price,
         tiers.flat_fee as tier_flat_fee
 
@@ -189,8 +193,7 @@ graduated_tier_units as (
     select
         *,
         case
-            when (case when up_to is null or billable_quantity < up_to then billable_quantity else up_to end) > lower_bound
-                then (case when up_to is null or billable_quantity < up_to then billable_quantity else up_to end) - lower_bound
+            when units_through_tier > lower_bound then units_through_tier - lower_bound
             else cast(0 as decimal(38, 12))
         end as units_in_tier
 
