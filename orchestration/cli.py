@@ -318,6 +318,33 @@ def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
     return _print_invoices(cfg, last_full, None, "table")
 
 
+# --------------------------------------------------------------------------- ui
+def cmd_ui(args: argparse.Namespace, cfg: Settings) -> int:
+    """Start the Dagster UI on the home's own instance (where the CLI's runs are recorded)."""
+    import os
+    import signal
+
+    from orchestration.billing.project import ensure_manifest
+    from orchestration.lib.runner import prepare_instance
+
+    cfg.require_home()
+    prepare_instance(cfg)
+    ensure_manifest()
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster) if dagster.exists() else "dagster", "dev",
+               "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
+    _say(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={cfg.dagster_home}); "
+         f"Ctrl-C stops it")
+    # A process started in the background inherits SIGINT/SIGTERM as ignored, and dagster dev
+    # then never stops: give it the default handlers back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.chdir(Path(__file__).resolve().parents[1])
+    os.execvp(command[0], command)
+    return EXIT_OK  # not reached
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -349,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="make a sample home, ingest, bill and print invoices")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", help="start the Dagster UI on the home's instance")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
     return parser
 
 

@@ -174,3 +174,77 @@ def test_missing_home_or_catalog_is_exit_2(tmp_path):
     done = run_meterline(["bill", "--period", "2026-10"], home=home, catalog=tmp_path / "nocat",
                          cwd=cwd)
     assert done.returncode == 2 and "nocat" in done.stderr
+
+
+def test_notebook_runs_against_a_billed_home_with_outputs_stripped(october_utc, october_home,
+                                                                   monkeypatch):
+    """The notebook is kept with outputs stripped, and its code runs against a real home."""
+    from tests.conftest import REPO
+
+    notebook = json.loads((REPO / "notebooks" / "explore_invoices.ipynb").read_text())
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
+    monkeypatch.setenv("METERLINE_HOME", str(october_home / "home"))
+    monkeypatch.setenv("METERLINE_PERIOD", "2026-10")
+    namespace: dict = {}
+    for cell in code:
+        exec("".join(cell["source"]), namespace)  # noqa: S102 - our own notebook
+    totals = namespace["totals"]
+    assert totals == {"USD": Decimal("94.45"), "EUR": Decimal("50.00"), "JPY": Decimal("26")}
+    assert all(isinstance(v, Decimal) for v in totals.values())
+
+
+def test_dagster_ui_shows_the_cli_runs_and_billing_assets(october_utc, october_home):
+    """`meterline ui` serves the code location on the home's instance: the CLI's runs are in
+    its run history and the billing assets with their checks are in its asset graph."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from tests.conftest import meterline_bin
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
+    env["METERLINE_HOME"] = str(october_home / "home")
+    proc = subprocess.Popen([meterline_bin(), "ui", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def graphql(query: str) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+            headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["data"]
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the UI did not come up in 120 s"
+                assert proc.poll() is None, "meterline ui exited"
+                time.sleep(1)
+        runs = graphql("{ runsOrError { ... on Runs { results { jobName status } } } }")
+        jobs = {(r["jobName"], r["status"]) for r in runs["runsOrError"]["results"]}
+        assert ("billing_job", "SUCCESS") in jobs and ("ingest_job", "SUCCESS") in jobs
+        while True:  # the code location loads after the server answers
+            nodes = graphql("{ assetNodes { assetKey { path } assetChecksOrError { "
+                            "... on AssetChecks { checks { name } } } } }")["assetNodes"]
+            if nodes or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        keys = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+        assert {"raw/usage_events", "catalog/rates", "marts/fct_invoices"} <= set(keys)
+        checks = {c["name"] for c in keys["marts/fct_invoices"]["assetChecksOrError"]["checks"]}
+        assert "assert_invoice_total_equals_sum_of_lines" in checks
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -28,6 +28,9 @@ def test_billing_assets_and_dbt_tests_as_checks():
         assert expected in keys, expected
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert any(asset == "marts/fct_invoices" for asset, _ in checks), "dbt tests become checks"
+    # singular reconciliation tests are attached to the mart they prove (dbt meta `ref`)
+    assert ("marts/fct_invoices", "assert_invoice_total_equals_sum_of_lines") in checks
+    assert ("marts/fct_invoice_lines", "assert_line_numbers_gap_free") in checks
     assert len(checks) >= 20
 
 

@@ -3,7 +3,7 @@
 -- the period was published: late usage), and an unbilled event names none. A failure means an
 -- event's audit trail is wrong: the rows returned are those events.
 
-{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_billed_events']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_billed_events'}}}) }}
 
 with
 

@@ -3,7 +3,7 @@
 -- an event was lost or double counted between raw.usage_events and the usage marts (e.g. an
 -- event matching two product items): the rows returned are the periods whose counts disagree.
 
-{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_meter_usage']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_meter_usage'}}}) }}
 
 with
 

@@ -3,7 +3,7 @@
 -- A failure means an invoice shows an amount its lines do not add up to: the rows returned are
 -- the invoices whose header disagrees with their lines. Nothing of that period may be published.
 
-{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_invoices']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoices'}}}) }}
 
 with
 

@@ -3,7 +3,7 @@
 -- section 4). A failure means a line carries sub-minor-unit amounts: the rows returned are
 -- those lines with the minor unit they should have been rounded to.
 
-{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_invoice_lines']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_lines'}}}) }}
 
 with
 

@@ -2,7 +2,7 @@
 -- and no repeat (contract section 5). A failure means an invoice shows missing or duplicate
 -- line numbers: the rows returned are those invoices with their min, max and counts.
 
-{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_invoice_lines']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_lines'}}}) }}
 
 select
     invoice_id,

@@ -3,7 +3,7 @@
 -- section 4). A failure means a customer is missing an invoice, has two, or has one it should
 -- not: the rows returned name the customer with the counts found.
 
-{{ config(meta={'dagster': {'asset_key': ['marts', 'fct_invoices']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_invoices'}}}) }}
 
 with
 

@@ -17,7 +17,6 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 os.environ.setdefault("METERLINE_WAREHOUSE", str(DBT_PROJECT_DIR / "target" / "parse.duckdb"))
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
-dbt_project.prepare_if_dev()
 
 
 def dbt_executable() -> str:
@@ -53,3 +52,9 @@ def ensure_manifest() -> Path:
     if done.returncode != 0 or not manifest.exists():
         raise RuntimeError(f"dbt parse failed:\n{done.stdout}\n{done.stderr}")
     return manifest
+
+
+# `dagster dev` (also through `meterline ui`) builds a missing or stale manifest when the code
+# location loads, with the dbt beside this Python; everything else builds it explicitly.
+if os.environ.get("DAGSTER_IS_DEV_CLI"):
+    ensure_manifest()
