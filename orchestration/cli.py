@@ -173,10 +173,10 @@ def _render_table(invoices: list[dict], period_start: date) -> str:
     totals: dict[str, Decimal] = {}
     for inv in invoices:
         unit = inv["minor_unit"]
-        number = inv["invoice_number"] or "(draft)"
-        out.write(f"{inv['invoice_id']}  {number}  {inv['customer_id']}  "
-                  f"{inv['billing_period_start']} .. {inv['billing_period_end']}  "
-                  f"{inv['status']}\n")
+        number = f"  {inv['invoice_number']}" if inv["invoice_number"] else ""
+        out.write(f"{inv['invoice_id']}{number}  {inv['status']}  customer {inv['customer_id']}  "
+                  f"period {inv['billing_period_start']} to {inv['billing_period_end']} "
+                  f"(exclusive)\n")
         rows = [("#", "type", "item", "tier", "quantity", "unit price", "amount")]
         for ln in inv["lines"]:
             rows.append((str(ln["line_number"]), ln["line_type"],

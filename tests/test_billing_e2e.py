@@ -248,3 +248,20 @@ def test_dagster_ui_shows_the_cli_runs_and_billing_assets(october_utc, october_h
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_unreadable_file_is_named_exit_1_and_the_others_land(tmp_path):
+    import gzip
+
+    home, cat, cwd = make_home(tmp_path)
+    payload = gzip.compress(b'{"event_id": "z1", "customer_id": "hm_usd", "meter": "calls", '
+                            b'"value": 1, "timestamp": "2026-10-02T00:00:00Z"}\n' * 50)
+    (home / "landing" / "broken.jsonl.gz").write_bytes(payload[: len(payload) // 2])
+    done = run_meterline(["ingest", "--format", "json"], home=home, catalog=cat, cwd=cwd)
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    assert [u["source_file"] for u in doc["unreadable"]] == ["broken.jsonl.gz"]
+    assert {f["source_file"]: f["landed"] for f in doc["files"]} == {"october.jsonl": 20}
+    (home / "landing" / "broken.jsonl.gz").unlink()
+    done = run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd)
+    assert done.returncode == 0 and "landed before" in done.stdout, done.stdout

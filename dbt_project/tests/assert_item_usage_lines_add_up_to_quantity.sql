@@ -3,7 +3,7 @@
 -- line. A failure means units were priced twice or not at all (e.g. a tier table that does not
 -- cover Q): the rows returned are the items whose lines disagree with their usage.
 
-{{ config(meta={'dagster': {'ref': {'name': 'fct_invoice_lines'}}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'int_usage_rated'}}}) }}
 
 with
 

@@ -3,7 +3,7 @@
 -- minimum_commitment line exactly when its usage lines total less (contract section 3). A failure
 -- means a top-up is missing, wrong or spurious: the rows returned name the invoice.
 
-{{ config(meta={'dagster': {'ref': {'name': 'fct_invoices'}}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'int_invoices_drafted'}}}) }}
 
 with
 

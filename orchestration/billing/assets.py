@@ -13,9 +13,8 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from orchestration.billing.project import dbt_project
 from orchestration.lib import catalog as catalog_lib
 from orchestration.lib import periods
-from orchestration.resources import MeterlineResource
+from orchestration.resources import DUCKDB_POOL, MeterlineResource
 
-DUCKDB_POOL = "duckdb"
 CATALOG_TABLES = ("customers", "meters", "product_items", "rates", "rate_tiers", "commitments")
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(

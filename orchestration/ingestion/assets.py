@@ -9,9 +9,8 @@ import dagster as dg
 
 from orchestration.ingestion import landing
 from orchestration.lib import catalog as catalog_lib
-from orchestration.resources import MeterlineResource
+from orchestration.resources import DUCKDB_POOL, MeterlineResource
 
-DUCKDB_POOL = "duckdb"
 
 
 class IngestConfig(dg.Config):
