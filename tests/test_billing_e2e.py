@@ -265,3 +265,45 @@ def test_unreadable_file_is_named_exit_1_and_the_others_land(tmp_path):
     (home / "landing" / "broken.jsonl.gz").unlink()
     done = run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd)
     assert done.returncode == 0 and "landed before" in done.stdout, done.stdout
+
+
+def test_readers_answer_while_a_writer_holds_the_warehouse(october_utc, october_home):
+    """DuckDB lets no other process open the file beside a writer: `invoices` then reads the
+    snapshot the last writing step published, and says so."""
+    home, cat, cwd = october_home / "home", october_home / "catalog", october_home / "cwd"
+    writer = duckdb.connect(str(home / "warehouse.duckdb"))  # holds the file like a running bill
+    try:
+        done = run_meterline(["invoices", "--period", "2026-10", "--format", "json"],
+                             home=home, catalog=cat, cwd=cwd)
+    finally:
+        writer.close()
+    assert done.returncode == 0, done.stderr
+    assert "snapshot" in done.stderr
+    totals = {inv["customer_id"]: inv["total"] for inv in json.loads(done.stdout)["invoices"]}
+    assert totals == {c: v[1] for c, v in EXPECTED.items()}
+
+
+def test_two_writers_at_once_wait_for_each_other(october_utc, october_home):
+    """A bill and an ingest started together both succeed: the `duckdb` pool (one slot, in the
+    home's dagster.yaml) makes one wait instead of failing on the file lock."""
+    import time
+
+    from tests.conftest import meterline_bin
+
+    home, cat, cwd = october_home / "home", october_home / "catalog", october_home / "cwd"
+    (home / "landing" / "more.jsonl").write_text(json.dumps(
+        {"event_id": "more-1", "customer_id": "hm_jpy", "meter": "calls", "value": 1,
+         "timestamp": "2026-11-02T00:00:00Z"}) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
+    env.update(METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(cat))
+    bill = subprocess.Popen([meterline_bin(), "bill", "--period", "2026-11"], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    ingest = subprocess.run([meterline_bin(), "ingest", "--format", "json"], env=env, cwd=cwd,
+                            capture_output=True, text=True, timeout=600, check=False)
+    out, err = bill.communicate(timeout=600)
+    assert bill.returncode == 0, err[-3000:]
+    assert ingest.returncode == 0, ingest.stderr[-3000:]
+    assert "Could not set lock" not in err + ingest.stderr
+    landed = {f["source_file"]: f["landed"] for f in json.loads(ingest.stdout)["files"]}
+    assert landed == {"more.jsonl": 1}
