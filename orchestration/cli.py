@@ -9,6 +9,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -56,29 +57,88 @@ def cmd_ingest(args: argparse.Namespace, cfg: Settings) -> int:
 
 
 # --------------------------------------------------------------------------- bill
+def _validate_catalog_for(cfg: Settings, period_start: date):
+    """Validate the whole catalog (and the period's usage checks) before anything else."""
+    from orchestration.lib import catalog as catalog_lib
+
+    catalog = catalog_lib.load_catalog(cfg.catalog_dir)
+    currencies = catalog_lib.read_currencies()
+    problems = catalog_lib.validate(catalog, currencies)
+    if not problems and cfg.warehouse_path.exists():
+        with readers.reader(cfg) as con:
+            problems = catalog_lib.period_problems(con, catalog, period_start)
+    return catalog, currencies, problems
+
+
+def _published_state(cfg: Settings, period_start: date, parsed) -> tuple[bool, list[str]]:
+    """(is the period published, catalog rows that priced it and changed since)."""
+    from orchestration.billing import publish
+
+    if not cfg.warehouse_path.exists():
+        return False, []
+    with readers.reader(cfg) as con:
+        if not readers.table_exists(con, "billing", "published_periods") or \
+                not publish.is_published(con, period_start):
+            return False, []
+        return True, publish.changed_catalog_rows(con, parsed, period_start)
+
+
 def cmd_bill(args: argparse.Namespace, cfg: Settings) -> int:
+    from orchestration.billing import publish
+    from orchestration.lib import catalog as catalog_lib
     from orchestration.lib.runner import run_job
 
     period_start = periods.parse_period(args.period)
     cfg.require_home()
     cfg.require_catalog()
+    key = periods.period_key(period_start)
+    catalog, currencies, problems = _validate_catalog_for(cfg, period_start)
+    if problems:
+        _say(f"the catalog in {cfg.catalog_dir} has {len(problems)} problem(s); nothing was "
+             f"priced:")
+        for problem in problems:
+            _say(f"  - {problem}")
+        return EXIT_FAILED
+    published, changed = _published_state(cfg, period_start,
+                                          catalog_lib.parse(catalog, currencies))
+    if published:
+        if changed and args.publish:
+            _say(f"{key} was published, and catalog rows that priced it have changed since; "
+                 f"nothing was written. Rates are history: restore these rows (close a rate "
+                 f"with effective_to and add a new row instead):")
+            for row in changed:
+                _say(f"  - {row}")
+            return EXIT_FAILED
+        _say(f"{key} is published; nothing to do. Its published invoices:")
+        return _print_invoices(cfg, period_start, None, "table")
     if args.publish:
-        raise UsageError("--publish is not available yet in this version (drafts only)")
+        try:
+            publish.check_grace(period_start, cfg.grace_hours, datetime.now(UTC))
+        except publish.PublishRefused as refused:
+            _say(str(refused))
+            return EXIT_FAILED
     mtd = periods.is_month_to_date(period_start)
-    _say(f"billing {periods.period_key(period_start)}"
-         f"{' (month to date: a draft)' if mtd else ''}: validating the catalog, "
-         f"then one dbt build ...")
+    _say(f"{'publishing' if args.publish else 'billing'} {key}"
+         f"{' (month to date: a draft)' if mtd else ''}: validating the catalog, one dbt "
+         f"build{', every reconciliation check, then publishing' if args.publish else ''} ...")
     started = datetime.now(UTC)
-    outcome = run_job(cfg, "billing_job", partition_key=periods.period_key(period_start))
+    outcome = run_job(cfg, "publish_job" if args.publish else "billing_job", partition_key=key)
     seconds = (datetime.now(UTC) - started).total_seconds()
     if not outcome.success:
-        _say(f"billing {periods.period_key(period_start)} failed (Dagster run {outcome.run_id}):")
+        _say(f"{'publishing' if args.publish else 'billing'} {key} failed "
+             f"(Dagster run {outcome.run_id}); nothing was published:")
         for failure in outcome.failures:
             _say("  " + failure.replace("\n", "\n  "))
         if outcome.failed_checks:
             _say("failed checks: " + ", ".join(outcome.failed_checks))
         return EXIT_FAILED
-    _say(f"built in {seconds:.1f} s (Dagster run {outcome.run_id})")
+    if args.publish:
+        meta = outcome.metadata.get("billing/invoice_publication", {})
+        _say(f"published {meta.get('invoice_count')} invoice(s) of {key} "
+             f"({meta.get('invoice_numbers')}); documents in "
+             f"{cfg.invoices_dir / key}; {seconds:.1f} s (Dagster run {outcome.run_id})")
+    else:
+        _say(f"built in {seconds:.1f} s (Dagster run {outcome.run_id})")
     return _print_invoices(cfg, period_start, None, "table")
 
 
@@ -244,6 +304,98 @@ def cmd_invoices(args: argparse.Namespace, cfg: Settings) -> int:
     return _print_invoices(cfg, period_start, args.customer, args.format)
 
 
+# --------------------------------------------------------------------------- explain
+EXPLAIN_EVENTS_SQL = """
+select e.event_id, e.event_at, e.value, e.dimensions, e.landed_at
+from marts.fct_billed_events b
+join raw.usage_events e using (event_id)
+where b.invoice_id = ? and b.product_item_id = ? and b.usage_period_start = ?
+  and b.line_type = ?
+order by {order}
+"""
+
+
+def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
+    """The audit trail of an invoice's lines: meter, aggregation, aggregate, the rate and tiers
+    that priced it, and the events behind it (the deciding event first for max and latest)."""
+    from orchestration.lib.catalog import read_currencies
+
+    cfg.require_home()
+    minor = read_currencies()
+    with readers.reader(cfg) as con:
+        lines = con.execute(
+            "select line_number, line_type, product_item_id, meter_id, description, quantity, "
+            "unit_price, tier, amount, currency, rate_id, usage_period_start, usage_period_end "
+            "from marts.fct_invoice_lines where invoice_id = ? and (? is null or line_number = ?) "
+            "order by line_number", [args.invoice, args.line, args.line]).fetchall()
+        if not lines:
+            known = con.execute("select count(*) from marts.fct_invoices where invoice_id = ?",
+                                [args.invoice]).fetchone()[0]
+            if not known:
+                raise UsageError(f"no invoice {args.invoice!r}: list them with "
+                                 f"`meterline invoices --period YYYY-MM`")
+            if args.line is not None:
+                raise UsageError(f"invoice {args.invoice} has no line {args.line}")
+            print(f"{args.invoice} has no lines.")
+            return EXIT_OK
+        for (number, line_type, item, meter, description, quantity, unit_price, tier, amount,
+             currency, rate_id, period_start, period_end) in lines:
+            print(f"{args.invoice} line {number}: {description}")
+            print(f"  type {line_type}; amount {currency} "
+                  f"{readers.format_money(amount, minor.get(currency, 2))}; "
+                  f"usage period {period_start} to {period_end}")
+            if item is None:
+                print("  (no product item: a commitment top-up or true-up, computed from the "
+                      "invoice's usage lines)")
+                continue
+            aggregation, unique_dimension = con.execute(
+                "select aggregation, unique_dimension from catalog.meters where meter_id = ?",
+                [meter]).fetchone() or (None, None)
+            item_q = con.execute(
+                "select sum(quantity) from marts.fct_invoice_lines where invoice_id = ? and "
+                "product_item_id = ? and usage_period_start = ? and line_type = ?",
+                [args.invoice, item, period_start, line_type]).fetchone()[0]
+            print(f"  meter {meter}, aggregation {aggregation}"
+                  f"{f' of {unique_dimension}' if unique_dimension else ''}; item {item}; "
+                  f"this line's quantity {readers.format_quantity(quantity)}, the item's "
+                  f"{'change in ' if line_type == 'adjustment' else ''}quantity "
+                  f"{readers.format_quantity(item_q)}")
+            if rate_id:
+                rate = con.execute(
+                    "select pricing_model, unit_price, package_size, free_units, effective_from, "
+                    "effective_to, coalesce('customer ' || customer_id, 'list price') from catalog.rates "
+                    "where rate_id = ?", [rate_id]).fetchone()
+                if rate:
+                    model, price, size, free, start, end, who = rate
+                    print(f"  rate {rate_id} ({who}): {model}"
+                          f"{f', unit price {readers.format_quantity(price)}' if price is not None else ''}"
+                          f"{f', package size {readers.format_quantity(size)}' if size is not None else ''}"
+                          f"{f', free units {readers.format_quantity(free)}' if free else ''}"
+                          f", effective {start} to {end or 'open'}")
+                for t, up_to, t_price, fee in con.execute(
+                        "select tier, up_to, unit_price, flat_fee from catalog.rate_tiers "
+                        "where rate_id = ? order by tier", [rate_id]).fetchall():
+                    mark = "  <- this line" if tier == t else ""
+                    print(f"    tier {t}: up to {readers.format_quantity(up_to) or 'no limit'}"
+                          f" at {readers.format_quantity(t_price)}"
+                          f"{f' + flat {readers.format_quantity(fee)}' if fee else ''}{mark}")
+            order = {"max": "e.value desc, e.event_at, e.event_id",
+                     "latest": "e.event_at desc, e.event_id desc"}.get(aggregation,
+                                                                      "e.event_at, e.event_id")
+            events = con.execute(EXPLAIN_EVENTS_SQL.format(order=order),
+                                 [args.invoice, item, period_start, line_type]).fetchall()
+            deciding = " (the deciding event first)" if aggregation in ("max", "latest") else ""
+            print(f"  {len(events)} event(s) behind it; the first {min(10, len(events))} by "
+                  f"(timestamp, event_id){deciding}:")
+            shown = events[:10]
+            if aggregation in ("max", "latest") and shown:
+                shown = [shown[0]] + sorted(events[1:], key=lambda e: (e[1], e[0]))[:9]
+            for event_id, at, value, dims, landed in shown:
+                print(f"    {at.astimezone(UTC).isoformat()}  {event_id}  value "
+                      f"{readers.format_quantity(value)}  {dims if dims != '{}' else ''}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- catalog
 def cmd_catalog(args: argparse.Namespace, cfg: Settings) -> int:
     from orchestration.lib import catalog as catalog_lib
@@ -370,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.set_defaults(func=cmd_invoices)
 
+    p = sub.add_parser("explain", help="the audit trail of an invoice's lines")
+    p.add_argument("--invoice", required=True, metavar="ID")
+    p.add_argument("--line", type=int, metavar="N")
+    p.set_defaults(func=cmd_explain)
+
     p = sub.add_parser("catalog", help="validate the catalog and summarise it")
     p.add_argument("--period", metavar="YYYY-MM")
     p.set_defaults(func=cmd_catalog)
@@ -396,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("meterline: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `meterline explain ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

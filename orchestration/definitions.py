@@ -5,15 +5,15 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.billing.assets import billing_models, price_book
-from orchestration.billing.jobs import billing_job, ingest_job
+from orchestration.billing.assets import billing_models, price_book, published_invoices
+from orchestration.billing.jobs import billing_job, ingest_job, publish_job
 from orchestration.billing.project import dbt_executable, dbt_project
 from orchestration.ingestion.assets import landed_events
 from orchestration.resources import MeterlineResource
 
 defs = dg.Definitions(
-    assets=[landed_events, price_book, billing_models],
-    jobs=[ingest_job, billing_job],
+    assets=[landed_events, price_book, billing_models, published_invoices],
+    jobs=[ingest_job, billing_job, publish_job],
     resources={
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir),
                               dbt_executable=dbt_executable()),

@@ -307,3 +307,22 @@ def test_two_writers_at_once_wait_for_each_other(october_utc, october_home):
     assert "Could not set lock" not in err + ingest.stderr
     landed = {f["source_file"]: f["landed"] for f in json.loads(ingest.stdout)["files"]}
     assert landed == {"more.jsonl": 1}
+
+
+def test_explain_names_meter_rate_tiers_and_the_deciding_event(october_utc, october_home):
+    home, cat, cwd = october_home / "home", october_home / "catalog", october_home / "cwd"
+    done = run_meterline(["explain", "--invoice", "INV-202610-hm_usd", "--line", "3"],
+                         home=home, catalog=cat, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "meter seats, aggregation latest" in out and "rate r_seats_usd" in out
+    assert "2 event(s) behind it" in out
+    events = [ln.split()[1] for ln in out.splitlines() if ln.startswith("    2026-")]
+    assert events == ["u-s2", "u-s1"], "the deciding (latest) event comes first"
+    done = run_meterline(["explain", "--invoice", "INV-202610-hm_usd", "--line", "2"],
+                         home=home, catalog=cat, cwd=cwd)
+    assert "tier 2: up to no limit at 0.005 + flat 1  <- this line" in done.stdout
+    assert "5 event(s) behind it" in done.stdout  # calls: u-c1..u-c5, not November's u-c6
+    done = run_meterline(["explain", "--invoice", "INV-202610-nobody"], home=home, catalog=cat,
+                         cwd=cwd)
+    assert done.returncode == 2 and "no invoice" in done.stderr

@@ -118,3 +118,68 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
             ).stream()
     finally:
         meterline.refresh_snapshot()
+
+
+@dg.asset(
+    key=["billing", "invoice_publication"],
+    group_name="publishing",
+    deps=[dg.AssetKey(["marts", "fct_invoices"]), dg.AssetKey(["marts", "fct_invoice_lines"])],
+    partitions_def=monthly_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    pool=DUCKDB_POOL,
+    description="Publishes the month: every reconciliation check must pass in this same run; "
+    "then all invoices and lines are appended atomically with gap-free numbers, and the JSON "
+    "and HTML documents are written. Published invoices never change.",
+)
+def published_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                       meterline: MeterlineResource):
+    from datetime import UTC, datetime
+
+    from orchestration.billing import documents, publish, reconcile
+
+    cfg = meterline.settings()
+    period_start = periods.period_from_key(context.partition_key)
+    catalog = catalog_lib.load_catalog(cfg.catalog_dir)
+    currencies = catalog_lib.read_currencies()
+    parsed = catalog_lib.parse(catalog, currencies)
+    now = datetime.now(UTC)
+    figures: dict = {}
+    try:
+        with meterline.writer() as con:
+            failed: list[str] = []
+            if not publish.is_published(con, period_start):
+                publish.check_grace(period_start, cfg.grace_hours, now)
+                for check in reconcile.run_checks(con, catalog, period_start):
+                    figures[check.name] = {"passed": check.passed, **check.figures}
+                    context.log.info(f"check {check.name}: "
+                                     f"{'passed' if check.passed else 'FAILED'} - {check.summary}")
+                    if check.blocking and not check.passed:
+                        failed.append(f"{check.name}: {check.summary} "
+                                      f"{json.dumps(check.figures, default=str)[:2000]}")
+            result = publish.publish(con, parsed=parsed, period_start=period_start, now=now,
+                                     grace_hours=cfg.grace_hours, failed_checks=failed)
+            invoices = publish.published_documents(con, period_start)
+    except publish.PublishRefused as refused:
+        raise dg.Failure(description=refused.describe(),
+                         metadata={"checks": dg.MetadataValue.json(figures)}) from None
+    folder = cfg.invoices_dir / periods.period_key(period_start)
+    missing = [inv for inv in invoices
+               if not all((folder / f"{inv['invoice_id']}.{s}").exists() for s in ("json", "html"))]
+    written = documents.write_documents(missing, folder=folder, parsed=parsed,
+                                        seller=documents.read_seller(cfg.catalog_dir),
+                                        currencies=currencies)
+    if not result.already_published:
+        # the invoice marts show published rows for a published period: rebuild the two marts
+        with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
+            dbt.cli(["run", "--select", "fct_invoices", "fct_invoice_lines",
+                     "--vars", json.dumps({"billing_period": period_start.isoformat()})],
+                    target_path=dbt_project.project_dir / "target" / "run").wait()
+    meterline.refresh_snapshot()
+    return dg.MaterializeResult(metadata={
+        "already_published": result.already_published,
+        "invoice_count": result.invoice_count,
+        "invoice_numbers": ", ".join(result.invoice_numbers),
+        "catalog_fingerprint": result.fingerprint,
+        "documents_written": len(written),
+        "checks": dg.MetadataValue.json(figures),
+    })

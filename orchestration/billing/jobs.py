@@ -17,3 +17,11 @@ billing_job = dg.define_asset_job(
     description="Validate the catalog, then build meter usage, rated usage and draft invoices "
     "for one month (one dbt build).",
 )
+
+publish_job = dg.define_asset_job(
+    "publish_job",
+    selection=dg.AssetSelection.groups("catalog", "reference", "staging", "intermediate", "marts",
+                                       "publishing"),
+    description="Rebuild one month, run every reconciliation check in the same run, and publish "
+    "it (or nothing). Refused inside the grace period and on any failed check.",
+)

@@ -120,6 +120,15 @@ create table if not exists billing.published_invoice_lines (
     primary key (invoice_id, line_number)
 );
 
+-- The catalog rows that priced each published period (keys and canonical values), so that a
+-- refusal to re-price the period can name the rows that changed.
+create table if not exists billing.published_catalog_rows (
+    billing_period_start  date not null,
+    row_key               varchar not null,
+    row_values            varchar not null,
+    primary key (billing_period_start, row_key)
+);
+
 create table if not exists billing.published_periods (
     billing_period_start  date not null primary key,
     published_at          timestamptz not null,
