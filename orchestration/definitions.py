@@ -8,12 +8,16 @@ from dagster_dbt import DbtCliResource
 from orchestration.billing.assets import billing_models, price_book, published_invoices
 from orchestration.billing.jobs import billing_job, ingest_job, publish_job
 from orchestration.billing.project import dbt_executable, dbt_project
+from orchestration.billing.schedules import monthly_close
 from orchestration.ingestion.assets import landed_events
+from orchestration.ingestion.sensors import landing_files
 from orchestration.resources import MeterlineResource
 
 defs = dg.Definitions(
     assets=[landed_events, price_book, billing_models, published_invoices],
     jobs=[ingest_job, billing_job, publish_job],
+    schedules=[monthly_close],
+    sensors=[landing_files],
     resources={
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir),
                               dbt_executable=dbt_executable()),

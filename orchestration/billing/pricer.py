@@ -88,7 +88,7 @@ def round_half_away(amount: Decimal, minor_unit: int) -> Decimal:
     # copy_abs / copy_negate never round (abs() and unary minus would, in the thread's context)
     magnitude = amount.copy_abs().quantize(quantum, rounding=decimal.ROUND_HALF_UP,
                                            context=ROUNDING)
-    return magnitude.copy_negate() if amount < 0 else magnitude
+    return magnitude.copy_negate() if amount < 0 and magnitude else magnitude
 
 
 def ceil_div_exact(numerator: Decimal, denominator: Decimal) -> int:
