@@ -10,7 +10,9 @@ import csv
 import io
 import json
 import os
+import shutil
 import sys
+import tempfile
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +37,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: Settings) -> int:
     for raw in args.paths:
         if not Path(raw).exists():
             raise UsageError(f"{raw}: no such file or directory")
-    paths = [str(Path(p).resolve()) for p in args.paths]
+    paths = list(args.paths)  # as given: the run executes in this process and directory
     if args.format == "table":
         _say(f"ingesting {'the given files' if paths else f'new files in {cfg.landing_dir}'} ...")
     outcome = run_job(cfg, "ingest_job", run_config={
@@ -58,15 +60,20 @@ def cmd_ingest(args: argparse.Namespace, cfg: Settings) -> int:
 
 # --------------------------------------------------------------------------- bill
 def _validate_catalog_for(cfg: Settings, period_start: date):
-    """Validate the whole catalog (and the period's usage checks) before anything else."""
+    """Validate the whole catalog and the period's usage checks, listing every problem in one
+    pass. If a run holds the warehouse and no snapshot exists yet, the usage checks are left to
+    the billing run itself (it waits for the writer slot and validates again)."""
     from orchestration.lib import catalog as catalog_lib
 
     catalog = catalog_lib.load_catalog(cfg.catalog_dir)
     currencies = catalog_lib.read_currencies()
     problems = catalog_lib.validate(catalog, currencies)
-    if not problems and cfg.warehouse_path.exists():
-        with readers.reader(cfg) as con:
-            problems = catalog_lib.period_problems(con, catalog, period_start)
+    if cfg.warehouse_path.exists():
+        try:
+            with readers.reader(cfg) as con:
+                problems += catalog_lib.period_problems(con, catalog, period_start, currencies)
+        except readers.WarehouseBusy:
+            pass
     return catalog, currencies, problems
 
 
@@ -76,11 +83,14 @@ def _published_state(cfg: Settings, period_start: date, parsed) -> tuple[bool, l
 
     if not cfg.warehouse_path.exists():
         return False, []
-    with readers.reader(cfg) as con:
-        if not readers.table_exists(con, "billing", "published_periods") or \
-                not publish.is_published(con, period_start):
-            return False, []
-        return True, publish.changed_catalog_rows(con, parsed, period_start)
+    try:
+        with readers.reader(cfg) as con:
+            if not readers.table_exists(con, "billing", "published_periods") or \
+                    not publish.is_published(con, period_start):
+                return False, []
+            return True, publish.changed_catalog_rows(con, parsed, period_start)
+    except readers.WarehouseBusy:
+        return False, []  # the publish step checks again inside the run
 
 
 def cmd_bill(args: argparse.Namespace, cfg: Settings) -> int:
@@ -403,12 +413,13 @@ def cmd_catalog(args: argparse.Namespace, cfg: Settings) -> int:
     cfg.require_catalog()
     period_start = periods.parse_period(args.period) if args.period else None
     catalog = catalog_lib.load_catalog(cfg.catalog_dir)
-    problems = catalog_lib.validate(catalog, catalog_lib.read_currencies())
-    if not problems and period_start is not None:
+    currencies = catalog_lib.read_currencies()
+    problems = catalog_lib.validate(catalog, currencies)
+    if period_start is not None:
         cfg.require_home()
         if cfg.warehouse_path.exists():
             with readers.reader(cfg) as con:
-                problems = catalog_lib.period_problems(con, catalog, period_start)
+                problems += catalog_lib.period_problems(con, catalog, period_start, currencies)
     if problems:
         print(f"The catalog in {cfg.catalog_dir} has {len(problems)} problem(s):")
         for problem in problems:
@@ -447,8 +458,14 @@ def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
     months = [periods.previous_period(last_full), last_full, current]
     _say(f"demo home {home}, demo price book {DEMO_CATALOG}")
     catalog = catalog_lib.load_catalog(DEMO_CATALOG)
-    files = demo.generate_events(cfg.landing_dir, catalog, months, until=today)
-    _say(f"generated {len(files)} event files for {', '.join(map(periods.period_key, months))}")
+    with tempfile.TemporaryDirectory(prefix="meterline-demo-") as scratch:
+        files = demo.generate_events(Path(scratch), catalog, months, until=today)
+        # landed files are never modified: a file already in landing/ is left as it is
+        new = [f for f in files if not (cfg.landing_dir / f.name).exists()]
+        for path in new:
+            shutil.copyfile(path, cfg.landing_dir / path.name)
+    _say(f"generated {len(files)} event files for {', '.join(map(periods.period_key, months))}"
+         f" ({len(new)} new in landing/)")
     started = datetime.now(UTC)
     outcome = run_job(cfg, "ingest_job", run_config={
         "ops": {"landed_events": {"config": {"paths": []}}}})

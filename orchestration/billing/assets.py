@@ -42,10 +42,10 @@ def price_book(context: dg.AssetExecutionContext, meterline: MeterlineResource):
     cfg.require_catalog()
     period_start = periods.period_from_key(context.partition_key)
     catalog = catalog_lib.load_catalog(cfg.catalog_dir)
-    problems = catalog_lib.validate(catalog, catalog_lib.read_currencies())
+    currencies = catalog_lib.read_currencies()
+    problems = catalog_lib.validate(catalog, currencies)
     with meterline.writer() as con:
-        if not problems:
-            problems = catalog_lib.period_problems(con, catalog, period_start)
+        problems += catalog_lib.period_problems(con, catalog, period_start, currencies)
         if problems:
             lines = "\n".join(f"  - {p}" for p in problems)
             raise CatalogInvalid(
@@ -103,7 +103,7 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                    meterline: MeterlineResource):
     """One `dbt build` for the month: models, seeds and data tests (they appear as asset
     checks). dbt unit tests check the SQL, not the data: the test suite runs them
-    (tests/test_dbt_unit.py), billing runs skip them."""
+    (tests/test_billing_e2e.py::test_dbt_unit_tests_pass), billing runs skip them."""
     cfg = meterline.settings()
     period_start = periods.period_from_key(context.partition_key)
     # One stable target folder: runs are serialized by the pool, and dbt keeps its partial-parse

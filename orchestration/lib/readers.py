@@ -18,6 +18,10 @@ from orchestration.lib import warehouse
 from orchestration.lib.settings import Settings, UsageError
 
 
+class WarehouseBusy(UsageError):
+    """A run holds the warehouse and no snapshot exists yet."""
+
+
 @contextlib.contextmanager
 def reader(cfg: Settings, *, retries: int = 3, wait_s: float = 0.2,
            notice=lambda msg: print(msg, file=sys.stderr)) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -36,7 +40,7 @@ def reader(cfg: Settings, *, retries: int = 3, wait_s: float = 0.2,
                 time.sleep(wait_s)
     if con is None:
         if not cfg.snapshot_path.exists():
-            raise UsageError(
+            raise WarehouseBusy(
                 "the warehouse is busy (a run is writing) and no snapshot exists yet: "
                 "try again when the run ends"
             )
