@@ -136,7 +136,7 @@ def cmd_bill(args: argparse.Namespace, cfg: Settings) -> int:
     seconds = (datetime.now(UTC) - started).total_seconds()
     if not outcome.success:
         _say(f"{'publishing' if args.publish else 'billing'} {key} failed "
-             f"(Dagster run {outcome.run_id}); nothing was published:")
+             f"(Dagster run {outcome.run_id}):")
         for failure in outcome.failures:
             _say("  " + failure.replace("\n", "\n  "))
         if outcome.failed_checks:

@@ -162,18 +162,31 @@ def published_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     except publish.PublishRefused as refused:
         raise dg.Failure(description=refused.describe(),
                          metadata={"checks": dg.MetadataValue.json(figures)}) from None
-    folder = cfg.invoices_dir / periods.period_key(period_start)
-    missing = [inv for inv in invoices
-               if not all((folder / f"{inv['invoice_id']}.{s}").exists() for s in ("json", "html"))]
-    written = documents.write_documents(missing, folder=folder, parsed=parsed,
-                                        seller=documents.read_seller(cfg.catalog_dir),
-                                        currencies=currencies)
-    if not result.already_published:
-        # the invoice marts show published rows for a published period: rebuild the two marts
-        with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
-            dbt.cli(["run", "--select", "fct_invoices", "fct_invoice_lines",
-                     "--vars", json.dumps({"billing_period": period_start.isoformat()})],
-                    target_path=dbt_project.project_dir / "target" / "run").wait()
+    # From here on the period is published. What follows completes it and is idempotent:
+    # a failure says so, and running the publish again (a no-op for the invoices) finishes it.
+    key = periods.period_key(period_start)
+    try:
+        folder = cfg.invoices_dir / key
+        missing = [inv for inv in invoices if not all(
+            (folder / f"{inv['invoice_id']}.{s}").exists() for s in ("json", "html"))]
+        written = documents.write_documents(missing, folder=folder, parsed=parsed,
+                                            seller=documents.read_seller(cfg.catalog_dir),
+                                            currencies=currencies)
+        with meterline.writer() as con:
+            stale = con.execute("select count(*) from marts.fct_invoices where "
+                                "billing_period_start = ? and status = 'draft'",
+                                [period_start]).fetchone()[0]
+        if stale:  # the invoice marts show a published period's published rows
+            with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
+                dbt.cli(["run", "--select", "fct_invoices fct_invoice_lines fct_billed_events",
+                         "--vars", json.dumps({"billing_period": period_start.isoformat()})],
+                        target_path=dbt_project.project_dir / "target" / "run").wait()
+    except Exception as exc:
+        raise dg.Failure(description=(
+            f"{key} IS published ({result.invoice_count} invoices, "
+            f"{', '.join(result.invoice_numbers) or 'numbers as before'}), but completing it "
+            f"failed: {exc}. Run the same publish again: it changes no invoice and finishes "
+            f"the documents and marts.")) from exc
     meterline.refresh_snapshot()
     return dg.MaterializeResult(metadata={
         "already_published": result.already_published,

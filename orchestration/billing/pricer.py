@@ -233,6 +233,9 @@ class Pricer:
         """The usage lines of one item for one customer and period, from its raw aggregate."""
         currency, minor_unit = self.currency_of(customer_id)
         rate = self.rate_for(customer_id, product_item_id, period_start)
+        if aggregate is None:
+            raise PricingError(f"customer {customer_id}, product item {product_item_id}: no "
+                               "aggregate (is the item's meter in meters.csv?)")
         q = aggregate if aggregate > 0 else ZERO
         context = f"customer {customer_id}, product item {product_item_id}"
 

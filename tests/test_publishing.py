@@ -1,0 +1,76 @@
+"""Publishing through the real CLI (CONTRACT.md section 7): numbered, atomic, documented,
+idempotent; refused on a failed reconciliation, inside the grace period and after an edit of a
+catalog row that priced the published period."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+
+from tests.conftest import run_meterline
+from tests.handmade import EXPECTED, make_home
+
+
+def _published(home: Path) -> list[tuple]:
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute("select invoice_number, invoice_id, total::varchar "
+                           "from billing.published_invoices order by 1").fetchall()
+    finally:
+        con.close()
+
+
+def test_publish_numbers_documents_and_is_idempotent(tmp_path):
+    home, cat, cwd = make_home(tmp_path)
+    assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
+    done = run_meterline(["bill", "--period", "2026-10", "--publish"], home=home, catalog=cat,
+                         cwd=cwd, env={"METERLINE_GRACE_HOURS": "1000000"})
+    assert done.returncode == 1 and "grace period" in done.stderr
+    assert _published(home) == [] and not (home / "invoices").exists()
+
+    done = run_meterline(["bill", "--period", "2026-10", "--publish"], home=home, catalog=cat,
+                         cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    published = _published(home)
+    assert [n for n, _, _ in published] == [f"MLN-{i:06d}" for i in range(1, len(EXPECTED) + 1)]
+    assert {i: Decimal(t) for _, i, t in published} == {
+        f"INV-202610-{c}": Decimal(v[1]) for c, v in EXPECTED.items()}
+    doc = json.loads((home / "invoices" / "2026-10" / "INV-202610-hm_usd.json").read_text())
+    assert doc["total"] == "94.45" and doc["invoice_number"].startswith("MLN-")
+    assert [ln["amount"] for ln in doc["lines"]] == ["10.00", "8.53", "60.00", "0.92", "15.00"]
+    assert doc["lines"][1]["tier_range"] == {"above": "1000", "up_to": None}
+    page = (home / "invoices" / "2026-10" / "INV-202610-hm_usd.html").read_text()
+    assert "USD 94.45" in page and doc["invoice_number"] in page
+    shown = json.loads(run_meterline(["invoices", "--period", "2026-10", "--format", "json"],
+                                     home=home, catalog=cat, cwd=cwd).stdout)
+    assert {inv["status"] for inv in shown["invoices"]} == {"published"}
+
+    again = run_meterline(["bill", "--period", "2026-10", "--publish"], home=home, catalog=cat,
+                          cwd=cwd)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+    assert _published(home) == published
+
+    rates = cat / "rates.csv"
+    rates.write_text(rates.read_text().replace("r_storage_usd,storage_item,,USD,per_unit,0.023",
+                                               "r_storage_usd,storage_item,,USD,per_unit,0.024"))
+    refused = run_meterline(["bill", "--period", "2026-10", "--publish"], home=home,
+                            catalog=cat, cwd=cwd)
+    assert refused.returncode == 1 and "rates.csv r_storage_usd" in refused.stderr
+    assert _published(home) == published
+
+
+def test_publish_refused_when_reconciliation_fails(tmp_path):
+    home, cat, cwd = make_home(tmp_path)
+    assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("delete from raw.usage_events where event_id = 'u-c2'")  # a landed event lost
+    con.close()
+    done = run_meterline(["bill", "--period", "2026-10", "--publish"], home=home, catalog=cat,
+                         cwd=cwd)
+    assert done.returncode == 1
+    assert "landed_file_counts" in done.stderr and "october.jsonl" in done.stderr
+    assert _published(home) == []
+    assert not (home / "invoices" / "2026-10").exists()
