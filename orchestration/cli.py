@@ -438,8 +438,8 @@ DEMO_CATALOG = Path(__file__).resolve().parents[1] / "seeds"
 
 def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
     """Make a sample home (or reuse one it made), generate events for the demo price book
-    (two full months and this month up to today 00:00 UTC), ingest them, bill the last full
-    month and print its invoices. Re-running the same day changes nothing: the generated files
+    (two full months and this month up to today 00:00 UTC), ingest them, bill and publish the
+    last full month and print its invoices. Re-running the same day changes nothing: the generated files
     are identical, so ingest skips them, and billing is idempotent."""
     from orchestration.lib import catalog as catalog_lib
     from orchestration.lib import demo
@@ -476,14 +476,18 @@ def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
 
     _say(format_report(outcome.metadata["raw/usage_events"]["report"]))
     key = periods.period_key(last_full)
-    _say(f"billing {key} ...")
-    outcome = run_job(cfg, "billing_job", partition_key=key)
+    can_publish = datetime.now(UTC) >= periods.grace_ends_at(last_full, cfg.grace_hours)
+    _say(f"{'billing and publishing' if can_publish else 'billing (its grace period runs, so a draft)'}"
+         f" {key} ...")
+    outcome = run_job(cfg, "publish_job" if can_publish else "billing_job", partition_key=key)
     if not outcome.success:
         _say(f"demo billing of {key} failed:")
         for failure in outcome.failures:
             _say("  " + failure)
         return EXIT_FAILED
-    _say(f"ingested and billed in {(datetime.now(UTC) - started).total_seconds():.1f} s")
+    if can_publish:
+        _say(f"published; documents in {cfg.invoices_dir / key}")
+    _say(f"done in {(datetime.now(UTC) - started).total_seconds():.1f} s")
     return _print_invoices(cfg, last_full, None, "table")
 
 

@@ -5,8 +5,10 @@ manifest before the definitions are imported (CI and install time)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -42,15 +44,25 @@ def ensure_manifest() -> Path:
     `meterline` calls this before it loads the Dagster definitions, so a fresh clone works without
     a separate preparation step. It runs `dbt parse` (no database work)."""
     manifest = dbt_project.manifest_path
+    manifest.parent.mkdir(parents=True, exist_ok=True)
     if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
         return manifest
     env = dict(os.environ)
     env.setdefault("METERLINE_WAREHOUSE", str(DBT_PROJECT_DIR / "target" / "parse.duckdb"))
-    command = [dbt_executable(), "parse", "--quiet",
-               "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not manifest.exists():
-        raise RuntimeError(f"dbt parse failed:\n{done.stdout}\n{done.stderr}")
+    # Parse into a private folder and move the manifest into place atomically: another process
+    # (a second CLI call, the UI) may be reading the manifest at this moment.
+    scratch = Path(tempfile.mkdtemp(prefix="parse-", dir=manifest.parent))
+    try:
+        command = [dbt_executable(), "parse", "--quiet",
+                   "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+                   "--target-path", str(scratch), "--log-path", str(scratch)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        built = scratch / "manifest.json"
+        if done.returncode != 0 or not built.exists():
+            raise RuntimeError(f"dbt parse failed:\n{done.stdout}\n{done.stderr}")
+        os.replace(built, manifest)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return manifest
 
 
