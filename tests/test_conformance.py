@@ -4,7 +4,6 @@ README): fresh home, TZ=America/New_York, commands in order, then the warehouse 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from datetime import date
@@ -17,14 +16,6 @@ import pytest
 from tests.conftest import CONFORMANCE, run_meterline
 
 CASES = sorted(p.name for p in CONFORMANCE.iterdir() if p.is_dir()) if CONFORMANCE.is_dir() else []
-NEEDS_PUBLISHING = "publishing and late usage (CONTRACT.md sections 7-8) are not built yet"
-
-
-def _needs_publishing(case_dir: Path) -> bool:
-    steps = json.loads((case_dir / "steps.json").read_text())
-    return any("--publish" in cmd for step in steps for cmd in step.get("commands", []))
-
-
 def _period(key: str) -> date:
     return date.fromisoformat(key + "-01")
 
@@ -185,8 +176,6 @@ def _check_expect(expect: dict, home: Path, ingest_doc: dict | None, step_no: in
 @pytest.mark.parametrize("case", CASES)
 def test_conformance_case(case: str, shared_conformance: Path, tmp_path: Path) -> None:
     case_dir = shared_conformance / case
-    if _needs_publishing(case_dir) and not os.environ.get("METERLINE_CONFORMANCE_ALL"):
-        pytest.skip(f"{case}: {NEEDS_PUBLISHING}")
     home = tmp_path / "home"
     (home / "landing").mkdir(parents=True)
     catalog = tmp_path / "catalog"

@@ -61,6 +61,25 @@ def test_publish_numbers_documents_and_is_idempotent(tmp_path):
     assert refused.returncode == 1 and "rates.csv r_storage_usd" in refused.stderr
     assert _published(home) == published
 
+    # a late October event: billing November restates October, which needs its rows unchanged
+    (home / "landing" / "late.jsonl").write_text(json.dumps(
+        {"event_id": "late-g1", "customer_id": "hm_usd", "meter": "gb", "value": 50,
+         "timestamp": "2026-10-20T00:00:00Z"}) + "\n")
+    assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
+    done = run_meterline(["bill", "--period", "2026-11"], home=home, catalog=cat, cwd=cwd)
+    assert done.returncode == 1
+    assert "restating late usage of published 2026-10" in done.stderr + done.stdout
+    rates.write_text(rates.read_text().replace("per_unit,0.024", "per_unit,0.023"))
+    done = run_meterline(["bill", "--period", "2026-11"], home=home, catalog=cat, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = json.loads(run_meterline(["invoices", "--period", "2026-11", "--customer", "hm_usd",
+                                      "--format", "json"], home=home, catalog=cat, cwd=cwd).stdout)
+    adjustments = [ln for ln in shown["invoices"][0]["lines"] if ln["line_type"] == "adjustment"]
+    # storage max 40 -> 50: 10 more GB at 0.023 = 0.23, restating October on November's draft
+    assert [(a["product_item_id"], a["quantity"], a["amount"], a["usage_period_start"])
+            for a in adjustments] == [("storage_item", "10", "0.23", "2026-10-01")]
+    assert _published(home) == published, "published invoices never change"
+
 
 def test_publish_refused_when_reconciliation_fails(tmp_path):
     home, cat, cwd = make_home(tmp_path)

@@ -46,6 +46,11 @@ def price_book(context: dg.AssetExecutionContext, meterline: MeterlineResource):
     problems = catalog_lib.validate(catalog, currencies)
     with meterline.writer() as con:
         problems += catalog_lib.period_problems(con, catalog, period_start, currencies)
+        if not problems:
+            from orchestration.billing.publish import restatement_problems
+
+            problems += restatement_problems(con, catalog_lib.parse(catalog, currencies),
+                                             period_start)
         if problems:
             lines = "\n".join(f"  - {p}" for p in problems)
             raise CatalogInvalid(

@@ -133,6 +133,45 @@ def changed_catalog_rows(con: duckdb.DuckDBPyConnection, parsed: catalog_lib.Par
     return changed
 
 
+RESTATED_PERIODS_SQL = """
+with published as (
+    select billing_period_start, published_at
+    from billing.published_periods
+    where billing_period_start < ?
+),
+covered as (
+    -- the latest publication that already carried adjustments for (customer, period)
+    select l.customer_id, l.usage_period_start as billing_period_start,
+           max(pp.published_at) as covered_at
+    from billing.published_invoice_lines l
+    join billing.published_periods pp on pp.billing_period_start = l.billing_period_start
+    where l.line_type = 'adjustment'
+    group by all
+)
+select distinct p.billing_period_start
+from raw.usage_events e
+join published p
+  on e.event_at >= p.billing_period_start::timestamptz
+ and e.event_at < (p.billing_period_start + interval 1 month)::timestamptz
+left join covered c
+  on c.customer_id = e.customer_id and c.billing_period_start = p.billing_period_start
+where e.landed_at > greatest(p.published_at, coalesce(c.covered_at, p.published_at))
+order by 1
+"""
+
+
+def restatement_problems(con: duckdb.DuckDBPyConnection, parsed: catalog_lib.Parsed,
+                         period_start: date) -> list[str]:
+    """Billing ``period_start`` re-prices every published earlier period with late usage not
+    yet billed (section 8): each of those needs the catalog rows that priced it unchanged."""
+    problems = []
+    for (restated,) in con.execute(RESTATED_PERIODS_SQL, [period_start]).fetchall():
+        for row in changed_catalog_rows(con, parsed, restated):
+            problems.append(f"restating late usage of published {periods.period_key(restated)} "
+                            f"needs the catalog rows that priced it unchanged: {row}")
+    return problems
+
+
 def is_published(con: duckdb.DuckDBPyConnection, period_start: date) -> bool:
     return bool(con.execute("select count(*) from billing.published_periods "
                             "where billing_period_start = ?", [period_start]).fetchone()[0])

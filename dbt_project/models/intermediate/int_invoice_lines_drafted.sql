@@ -9,8 +9,11 @@
 
 -- The billed period's draft invoice lines: the rated usage lines, then a minimum_commitment
 -- top-up where the commitment in effect on the period's first day is above the usage subtotal
--- (the sum of the rounded usage lines). Lines are numbered from 1 per invoice: usage lines by
--- product_item_id then tier, then the minimum_commitment line (contract section 5).
+-- (the sum of the period's own rounded usage lines, never the adjustments), then the adjustment
+-- lines for late usage of published periods (int_late_usage_adjusted: each item's adjustment,
+-- then that period's commitment true-up). Lines are numbered from 1 per invoice: usage lines by
+-- product_item_id then tier; the minimum_commitment line; adjustment lines by usage period then
+-- product_item_id, each period's true-up after its item adjustments (contract section 5).
 
 with
 
@@ -24,6 +27,14 @@ recipients as (
 rated_usage as (
 
     select * from {{ ref('int_usage_rated') }}
+    where billing_period_start = {{ billing_period_start() }}
+        and usage_period_start = billing_period_start
+
+),
+
+late_usage_adjustments as (
+
+    select * from {{ ref('int_late_usage_adjusted') }}
     where billing_period_start = {{ billing_period_start() }}
 
 ),
@@ -57,7 +68,8 @@ usage_lines as (
         rated_usage.amount,
         rated_usage.currency,
         rated_usage.rate_id,
-        0 as line_group
+        0 as line_group,
+        0 as is_commitment_true_up
 
     from rated_usage
     inner join recipients
@@ -95,13 +107,15 @@ commitment_lines as (
         case
             when commitments_in_effect.currency <> recipients.currency
                 then {{ raise_billing_error("'customer ' || recipients.customer_id || ': commitment in ' || commitments_in_effect.currency || ', customer in ' || recipients.currency") }}
-            else {{ round_to_minor_unit(
-                'commitments_in_effect.minimum_amount - coalesce(usage_subtotals.usage_subtotal, 0)',
+            else {{ commitment_top_up(
+                'commitments_in_effect.minimum_amount',
+                'coalesce(usage_subtotals.usage_subtotal, 0)',
                 'recipients.minor_unit') }}
         end as amount,
         recipients.currency,
         cast(null as varchar) as rate_id,
-        1 as line_group
+        1 as line_group,
+        0 as is_commitment_true_up
 
     from recipients
     inner join commitments_in_effect
@@ -112,11 +126,45 @@ commitment_lines as (
 
 ),
 
+adjustment_lines as (
+
+    select
+        recipients.invoice_id,
+        recipients.customer_id,
+        recipients.billing_period_start,
+        recipients.billing_period_end,
+        late_usage_adjustments.usage_period_start,
+        late_usage_adjustments.usage_period_end,
+        'adjustment' as line_type,
+        late_usage_adjustments.product_item_id,
+        late_usage_adjustments.meter_id,
+        'Adjustment for ' || substr(cast(late_usage_adjustments.usage_period_start as varchar), 1, 7) || ': '
+            || case
+                when late_usage_adjustments.is_commitment_true_up then 'minimum commitment true-up'
+                else 'late usage of ' || coalesce(late_usage_adjustments.product_item_name, late_usage_adjustments.product_item_id)
+            end as description,
+        late_usage_adjustments.quantity,
+        cast(null as decimal(38, 12)) as unit_price,
+        cast(null as integer) as tier,
+        late_usage_adjustments.amount,
+        recipients.currency,
+        late_usage_adjustments.rate_id,
+        2 as line_group,
+        case when late_usage_adjustments.is_commitment_true_up then 1 else 0 end as is_commitment_true_up
+
+    from late_usage_adjustments
+    inner join recipients
+        on late_usage_adjustments.customer_id = recipients.customer_id
+
+),
+
 all_lines as (
 
     select * from usage_lines
     union all
     select * from commitment_lines
+    union all
+    select * from adjustment_lines
 
 ),
 
@@ -126,7 +174,7 @@ numbered as (
         invoice_id,
         cast(row_number() over (
             partition by invoice_id
-            order by line_group, product_item_id, tier
+            order by line_group, usage_period_start, is_commitment_true_up, product_item_id, tier
         ) as integer) as line_number,
         customer_id,
         billing_period_start,

@@ -8,8 +8,9 @@
 }}
 
 -- The customers that get an invoice for the billed period (contract section 4): every customer
--- whose active range [active_from, active_to) overlaps the period (always, without a range), and
--- every customer with usage in the period (billed or not), even outside its range. Each gets the
+-- whose active range [active_from, active_to) overlaps the period (always, without a range),
+-- every customer with usage in the period (billed or not), and every customer with late usage of
+-- an earlier period that this period restates (section 8), even outside its range. Each gets the
 -- stable invoice id INV-YYYYMM-<customer_id>.
 
 with
@@ -34,6 +35,14 @@ customers_with_usage as (
 
 ),
 
+customers_with_late_usage as (
+
+    select distinct customer_id
+    from {{ ref('int_late_usage_selected') }}
+    where billing_period_start = {{ billing_period_start() }}
+
+),
+
 selected as (
 
     select
@@ -50,15 +59,18 @@ selected as (
         (customers.active_from is null or customers.active_from < {{ billing_period_end() }})
             and (customers.active_to is null or customers.active_to > {{ billing_period_start() }})
             as is_active_in_period,
-        customers_with_usage.customer_id is not null as has_usage
+        customers_with_usage.customer_id is not null as has_usage,
+        customers_with_late_usage.customer_id is not null as has_late_usage
 
     from customers
     left join customers_with_usage
         on customers.customer_id = customers_with_usage.customer_id
+    left join customers_with_late_usage
+        on customers.customer_id = customers_with_late_usage.customer_id
     left join currencies
         on customers.currency = currencies.currency
 
 )
 
 select * from selected
-where is_active_in_period or has_usage
+where is_active_in_period or has_usage or has_late_usage

@@ -7,9 +7,13 @@
     )
 }}
 
--- THE pricing model (contract sections 3-4): the billed period's item usage priced with its
--- resolved rate, one row per invoice usage line, each amount rounded once to the currency's
--- minor unit. With Q = max(aggregate, 0):
+-- THE pricing model (contract sections 3-4): item usage priced with its resolved rate, one row
+-- per invoice usage line, each amount rounded once to the currency's minor unit. It rates every
+-- (customer, item, usage period) that int_rates_resolved resolved for the billed period: the
+-- billed period's own usage (usage_period_start = billing_period_start: its usage lines), and the
+-- published periods whose late usage the billed period restates (usage_period_start earlier:
+-- those periods' lines re-priced with all usage landed so far, from which adjustments are made).
+-- With Q = max(aggregate, 0):
 --   per_unit  max(Q - free_units, 0) * unit_price                                  (one line)
 --   package   ceil(max(Q - free_units, 0) / package_size) * unit_price, exact ceil (one line)
 --   graduated each tier prices the units in it, plus its flat fee if any unit is in it
@@ -21,17 +25,16 @@
 
 with
 
-item_usage as (
-
-    select * from {{ ref('int_item_usage_aggregated') }}
-    where billing_period_start = {{ billing_period_start() }}
-
-),
-
 rates as (
 
     select * from {{ ref('int_rates_resolved') }}
     where billing_period_start = {{ billing_period_start() }}
+
+),
+
+item_usage as (
+
+    select * from {{ ref('int_item_usage_aggregated') }}
 
 ),
 
@@ -64,8 +67,10 @@ tiers as (
 usage_with_rate as (
 
     select
-        item_usage.billing_period_start,
-        item_usage.billing_period_end,
+        rates.billing_period_start,
+        rates.billing_period_end,
+        item_usage.billing_period_start as usage_period_start,
+        item_usage.billing_period_end as usage_period_end,
         item_usage.customer_id,
         item_usage.product_item_id,
         item_usage.meter_id,
@@ -80,12 +85,13 @@ usage_with_rate as (
         item_usage.quantity as aggregate_quantity,
         case when item_usage.quantity > 0 then item_usage.quantity else 0 end as billable_quantity,
         'customer ' || item_usage.customer_id || ', product item ' || item_usage.product_item_id
-            || ', period {{ billing_period() }}' as billing_context
+            || ', period ' || cast(item_usage.billing_period_start as varchar) as billing_context
 
-    from item_usage
-    left join rates
-        on item_usage.customer_id = rates.customer_id
-        and item_usage.product_item_id = rates.product_item_id
+    from rates
+    inner join item_usage
+        on rates.customer_id = item_usage.customer_id
+        and rates.product_item_id = item_usage.product_item_id
+        and rates.usage_period_start = item_usage.billing_period_start
     left join currencies
         on rates.currency = currencies.currency
     left join product_items
@@ -100,6 +106,8 @@ checked as (
     select
         billing_period_start,
         billing_period_end,
+        usage_period_start,
+        usage_period_end,
         customer_id,
         product_item_id,
         meter_id,
@@ -234,7 +242,8 @@ volume_lines as (
 lines as (
 
     select
-        billing_period_start, billing_period_end, customer_id, currency, minor_unit,
+        billing_period_start, billing_period_end, usage_period_start, usage_period_end,
+        customer_id, currency, minor_unit,
         product_item_id, product_item_name, meter_id, rate_id, pricing_model,
         aggregate_quantity, billable_quantity, tier, quantity, priced_units,
         unit_price, flat_fee, billing_context
@@ -243,7 +252,8 @@ lines as (
     union all
 
     select
-        billing_period_start, billing_period_end, customer_id, currency, minor_unit,
+        billing_period_start, billing_period_end, usage_period_start, usage_period_end,
+        customer_id, currency, minor_unit,
         product_item_id, product_item_name, meter_id, rate_id, pricing_model,
         aggregate_quantity, billable_quantity, tier, quantity, priced_units,
         tier_unit_price as unit_price, flat_fee, billing_context
@@ -252,7 +262,8 @@ lines as (
     union all
 
     select
-        billing_period_start, billing_period_end, customer_id, currency, minor_unit,
+        billing_period_start, billing_period_end, usage_period_start, usage_period_end,
+        customer_id, currency, minor_unit,
         product_item_id, product_item_name, meter_id, rate_id, pricing_model,
         aggregate_quantity, billable_quantity, tier, quantity, priced_units,
         tier_unit_price as unit_price, flat_fee, billing_context
@@ -275,6 +286,8 @@ rated as (
     select
         billing_period_start,
         billing_period_end,
+        usage_period_start,
+        usage_period_end,
         customer_id,
         currency,
         cast(minor_unit as integer) as minor_unit,
