@@ -311,6 +311,7 @@ def _print_invoices(cfg: Settings, period_start: date, customer: str | None, fmt
 def cmd_invoices(args: argparse.Namespace, cfg: Settings) -> int:
     period_start = periods.parse_period(args.period)
     cfg.require_home()
+    cfg.require_catalog()
     return _print_invoices(cfg, period_start, args.customer, args.format)
 
 
@@ -331,6 +332,7 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
     from orchestration.lib.catalog import read_currencies
 
     cfg.require_home()
+    cfg.require_catalog()
     minor = read_currencies()
     with readers.reader(cfg) as con:
         lines = con.execute(
@@ -410,13 +412,13 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
 def cmd_catalog(args: argparse.Namespace, cfg: Settings) -> int:
     from orchestration.lib import catalog as catalog_lib
 
+    cfg.require_home()
     cfg.require_catalog()
     period_start = periods.parse_period(args.period) if args.period else None
     catalog = catalog_lib.load_catalog(cfg.catalog_dir)
     currencies = catalog_lib.read_currencies()
     problems = catalog_lib.validate(catalog, currencies)
     if period_start is not None:
-        cfg.require_home()
         if cfg.warehouse_path.exists():
             with readers.reader(cfg) as con:
                 problems += catalog_lib.period_problems(con, catalog, period_start, currencies)
@@ -501,6 +503,7 @@ def cmd_ui(args: argparse.Namespace, cfg: Settings) -> int:
     from orchestration.lib.runner import prepare_instance
 
     cfg.require_home()
+    cfg.require_catalog()
     prepare_instance(cfg)
     ensure_manifest()
     dagster = Path(sys.executable).with_name("dagster")
@@ -568,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = settings_lib.load()
         return args.func(args, cfg)
+    except readers.WarehouseBusy as exc:  # not bad usage: the command can run again later
+        print(f"meterline: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except UsageError as exc:
         print(f"meterline: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -19,8 +19,8 @@ DOC = {
 def test_report_names_files_reasons_skips_and_unreadable_files():
     text = format_report(DOC)
     assert "a.jsonl" in text and "unknown_customer 1" in text
-    assert "1 file(s) in landing/ were landed before" in text
-    assert "copy.jsonl: the same content was landed before as a0.jsonl" in text
+    assert "skipped old.jsonl: its content was landed before\n" in text
+    assert "skipped copy.jsonl: its content was landed before as a0.jsonl" in text
     assert "UNREADABLE bad.jsonl.gz: the gzip stream is truncated" in text
     assert "re-checked 2 quarantined row(s)" in text and "1 landed" in text
     assert text.splitlines()[-1] == "total: read 5, landed 3, duplicates 1, quarantined 1"

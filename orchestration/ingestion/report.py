@@ -33,14 +33,10 @@ def format_report(doc: dict[str, Any] | None) -> str:
             f"{relanded.get('landed', 0)} landed, {relanded.get('duplicates', 0)} duplicate(s), "
             f"{relanded.get('still_quarantined', 0)} still quarantined"
         )
-    skipped = doc.get("already_landed", [])
-    renamed = [s for s in skipped if s.get("first_landed_as") != s["source_file"]]
-    if len(skipped) > len(renamed):
-        lines.append(f"{len(skipped) - len(renamed)} file(s) in landing/ were landed before: "
-                     f"unchanged, skipped")
-    for item in renamed:
-        lines.append(f"skipped {item['source_file']}: the same content was landed before as "
-                     f"{item.get('first_landed_as') or 'another file'}")
+    for item in doc.get("already_landed", []):
+        first = item.get("first_landed_as")
+        as_ = "" if first == item["source_file"] else f" as {first or 'another file'}"
+        lines.append(f"skipped {item['source_file']}: its content was landed before{as_}")
     for bad in doc.get("unreadable", []):
         lines.append(f"UNREADABLE {bad['source_file']}: {bad['error']} (nothing landed from it)")
     totals = doc.get("totals")
