@@ -58,6 +58,7 @@ import duckdb
 
 from orchestration.billing import pricer as pricer_lib
 from orchestration.lib import catalog as catalog_lib
+from orchestration.lib.periods import next_period
 
 CHECK_NAMES = (
     "landed_file_counts",
@@ -155,10 +156,6 @@ def _pointer(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
 # --------------------------------------------------------------------------- the run
 TEMP_TABLES = ("_recon_meters", "_recon_items", "_recon_currencies", "_recon_period_events",
                "_recon_event_items")
@@ -174,7 +171,7 @@ class _Run:
         self.parsed = parsed
         self.currencies = dict(currencies)
         self.start = period_start
-        self.end = _next_month(period_start)
+        self.end = next_period(period_start)
         self.params = {"start": f"{self.start.isoformat()} 00:00:00+00",
                        "end": f"{self.end.isoformat()} 00:00:00+00",
                        "period": self.start}

@@ -47,6 +47,9 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.lib.periods import next_period
+from orchestration.lib.readers import table_exists
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CURRENCIES_SEED = REPO_ROOT / "dbt_project" / "seeds" / "iso_4217_currencies.csv"
 
@@ -233,6 +236,11 @@ def read_currencies(path: Path | str | None = None) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- parsed view
+def _in_effect(dates_ok: bool, start: date | None, end: date | None, on: date) -> bool:
+    """``start <= on < end`` (an empty end is open), for rows whose dates parsed."""
+    return dates_ok and start is not None and start <= on and (end is None or on < end)
+
+
 @dataclass(frozen=True)
 class Customer:
     row: int
@@ -281,9 +289,7 @@ class Rate:
     dates_ok: bool
 
     def in_effect(self, on: date) -> bool:
-        return (self.dates_ok and self.effective_from is not None
-                and self.effective_from <= on
-                and (self.effective_to is None or on < self.effective_to))
+        return _in_effect(self.dates_ok, self.effective_from, self.effective_to, on)
 
 
 @dataclass(frozen=True)
@@ -308,9 +314,7 @@ class Commitment:
     dates_ok: bool
 
     def in_effect(self, on: date) -> bool:
-        return (self.dates_ok and self.effective_from is not None
-                and self.effective_from <= on
-                and (self.effective_to is None or on < self.effective_to))
+        return _in_effect(self.dates_ok, self.effective_from, self.effective_to, on)
 
 
 @dataclass
@@ -846,16 +850,6 @@ def lookup_problems(catalog: Catalog, currencies: Mapping[str, int] | None = Non
 
 
 # --------------------------------------------------------------------------- period checks
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return bool(con.execute("select count(*) from information_schema.tables "
-                            "where table_schema = ? and table_name = ?",
-                            [schema, name]).fetchone()[0])
-
-
 PERIOD_SQL = """
 with events as (
     select customer_id, meter_id, dimensions, event_id
@@ -897,7 +891,7 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
     need not be loaded (and a read-only connection works)."""
     if period_start.day != 1:
         raise ValueError(f"period_start {period_start} is not the first day of a month")
-    if not _table_exists(con, "raw", "usage_events"):
+    if not table_exists(con, "raw", "usage_events"):
         return []
     parsed = parse(catalog, currencies)
     items = [(i.product_item_id, i.meter_id, i.filter_key, i.filter_value)
@@ -919,7 +913,7 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
             if rows:
                 placeholders = ", ".join("?" * width)
                 con.executemany(f"insert into temp.{table} values ({placeholders})", rows)
-        end = _next_month(period_start)
+        end = next_period(period_start)
         found = con.execute(PERIOD_SQL, [f"{period_start.isoformat()} 00:00:00+00",
                                          f"{end.isoformat()} 00:00:00+00"]).fetchall()
     finally:
