@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.billing.assets import billing_models, price_book, published_invoices
+from orchestration.billing.assets import billing_models, price_book, publish_invoices
+from orchestration.billing.checks import reconciliation
 from orchestration.billing.jobs import billing_job, ingest_job, publish_job
 from orchestration.billing.project import dbt_executable, dbt_project
 from orchestration.billing.schedules import monthly_close
@@ -14,7 +15,8 @@ from orchestration.ingestion.sensors import landing_files
 from orchestration.resources import MeterlineResource
 
 defs = dg.Definitions(
-    assets=[landed_events, price_book, billing_models, published_invoices],
+    assets=[landed_events, price_book, billing_models, publish_invoices],
+    asset_checks=[reconciliation],
     jobs=[ingest_job, billing_job, publish_job],
     schedules=[monthly_close],
     sensors=[landing_files],

@@ -39,3 +39,23 @@ def shared_conformance() -> Path:
     if not CONFORMANCE.is_dir():
         pytest.skip(MISSING_SHARED)
     return CONFORMANCE
+
+
+@pytest.fixture
+def home_env(monkeypatch):
+    """Point this process's run-time settings and Dagster instance at a home (as `meterline ui`
+    does for the runs its daemon launches); undone after the test. Returns the instance."""
+    def use(home: Path, catalog: Path):
+        import dagster as dg
+
+        from orchestration.lib import runner
+        from orchestration.lib.settings import load
+
+        for key in [k for k in os.environ if k.startswith(("METERLINE_", "DAGSTER_"))]:
+            monkeypatch.delenv(key)
+        monkeypatch.setenv("METERLINE_HOME", str(home))
+        monkeypatch.setenv("METERLINE_CATALOG_DIR", str(catalog))
+        monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+        runner.prepare_instance(load())  # writes the home's dagster.yaml
+        return dg.DagsterInstance.get()
+    return use

@@ -93,3 +93,66 @@ def test_publish_refused_when_reconciliation_fails(tmp_path):
     assert "landed_file_counts" in done.stderr and "october.jsonl" in done.stderr
     assert _published(home) == []
     assert not (home / "invoices" / "2026-10").exists()
+
+
+def test_a_tampered_line_is_caught_by_the_checks_and_blocks_the_publish_step(tmp_path, home_env):
+    """The publish step and the reconciliation checks as Dagster runs them, on drafts whose line
+    was changed after the build: the blocking checks fail with their figures and the publish
+    step does not run; and the publish step alone (no checks in its run) refuses by itself."""
+    import dagster as dg
+
+    from orchestration.billing.checks import BLOCKING_CHECKS, CHECK_TARGETS
+    from orchestration.billing.project import ensure_manifest
+
+    ensure_manifest()
+    from orchestration.definitions import defs
+
+    home, cat, cwd = make_home(tmp_path)
+    assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
+    assert run_meterline(["bill", "--period", "2026-10"], home=home, catalog=cat,
+                         cwd=cwd).returncode == 0
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("update marts.fct_invoice_lines set amount = amount + 0.01 "
+                "where invoice_id = 'INV-202610-hm_usd' and line_number = 2")  # 8.53 -> 8.54
+    con.close()
+    instance = home_env(home, cat)
+    job = defs.resolve_job_def("publish_job")
+    publish_key = dg.AssetKey(["billing", "publish_invoices"])
+    check_keys = {dg.AssetCheckKey(dg.AssetKey(CHECK_TARGETS[name]), name)
+                  for name in CHECK_TARGETS}
+
+    checked = job.get_subset(asset_selection={publish_key}, asset_check_selection=check_keys
+                             ).execute_in_process(instance=instance, partition_key="2026-10",
+                                                  raise_on_error=False)
+    assert not checked.success
+    failed = {e.check_name: e.metadata for e in checked.get_asset_check_evaluations()
+              if not e.passed}
+    assert set(failed) == {"line_amounts_match_decimal_pricer", "invoice_totals_and_numbering"}
+    figures = failed["line_amounts_match_decimal_pricer"]["figures"].data
+    first = figures["differences"][0]
+    assert (first["invoice_id"], first["line_number"], first["actual_amount"],
+            first["expected_amount"]) == ("INV-202610-hm_usd", 2, "8.54", "8.53")
+    assert not checked.asset_materializations_for_node("billing__publish_invoices")
+    assert _published(home) == [] and not (home / "invoices" / "2026-10").exists()
+
+    alone = job.get_subset(asset_selection={publish_key}, asset_check_selection=set()
+                           ).execute_in_process(instance=instance, partition_key="2026-10",
+                                                raise_on_error=False)
+    assert not alone.success
+    refused = [e.step_failure_data.user_failure_data.description for e in alone.all_events
+               if e.is_step_failure]
+    assert len(refused) == 1 and "reconciliation failed; nothing was written" in refused[0]
+    assert all(f"{name}: did not run in this run" in refused[0] for name in BLOCKING_CHECKS)
+    assert _published(home) == []
+
+    # the audit trail keeps what each run proved; a full publish rebuilds the month and passes
+    done = run_meterline(["bill", "--period", "2026-10", "--publish"], home=home, catalog=cat,
+                         cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [t for _, _, t in _published(home) if _ == "INV-202610-hm_usd"] == ["94.4500"]
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    runs = con.execute("select run_id, count(*) filter (where not passed) from "
+                       "billing.reconciliation_results group by run_id order by min(checked_at)"
+                       ).fetchall()
+    con.close()
+    assert [failures for _, failures in runs] == [0, 2, 0]  # bill, tampered check run, publish

@@ -126,21 +126,25 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
 
 
 @dg.asset(
-    key=["billing", "invoice_publication"],
+    key=["billing", "publish_invoices"],
     group_name="publishing",
-    deps=[dg.AssetKey(["marts", "fct_invoices"]), dg.AssetKey(["marts", "fct_invoice_lines"])],
+    deps=[dg.AssetKey(["staging", "stg_raw__usage_events"]),
+          dg.AssetKey(["intermediate", "int_usage_rated"]),
+          dg.AssetKey(["marts", "fct_meter_usage"]), dg.AssetKey(["marts", "fct_unbilled_usage"]),
+          dg.AssetKey(["marts", "fct_invoices"]), dg.AssetKey(["marts", "fct_invoice_lines"])],
     partitions_def=monthly_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     pool=DUCKDB_POOL,
-    description="Publishes the month: every reconciliation check must pass in this same run; "
-    "then all invoices and lines are appended atomically with gap-free numbers, and the JSON "
-    "and HTML documents are written. Published invoices never change.",
+    description="Publishes the month: every blocking reconciliation check must have passed in "
+    "this same run (read back from billing.reconciliation_results); then all invoices and lines "
+    "are appended atomically with gap-free numbers, and the JSON and HTML documents are "
+    "written. Published invoices never change.",
 )
-def published_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                       meterline: MeterlineResource):
+def publish_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                     meterline: MeterlineResource):
     from datetime import UTC, datetime
 
-    from orchestration.billing import documents, publish, reconcile
+    from orchestration.billing import checks, documents, publish
 
     cfg = meterline.settings()
     period_start = periods.period_from_key(context.partition_key)
@@ -148,25 +152,17 @@ def published_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     currencies = catalog_lib.read_currencies()
     parsed = catalog_lib.parse(catalog, currencies)
     now = datetime.now(UTC)
-    figures: dict = {}
     try:
         with meterline.writer() as con:
             failed: list[str] = []
             if not publish.is_published(con, period_start):
                 publish.check_grace(period_start, cfg.grace_hours, now)
-                for check in reconcile.run_checks(con, catalog, period_start):
-                    figures[check.name] = {"passed": check.passed, **check.figures}
-                    context.log.info(f"check {check.name}: "
-                                     f"{'passed' if check.passed else 'FAILED'} - {check.summary}")
-                    if check.blocking and not check.passed:
-                        failed.append(f"{check.name}: {check.summary} "
-                                      f"{json.dumps(check.figures, default=str)[:2000]}")
+                failed = checks.unproved(con, context.run.run_id, period_start)
             result = publish.publish(con, parsed=parsed, period_start=period_start, now=now,
                                      grace_hours=cfg.grace_hours, failed_checks=failed)
             invoices = publish.published_documents(con, period_start)
     except publish.PublishRefused as refused:
-        raise dg.Failure(description=refused.describe(),
-                         metadata={"checks": dg.MetadataValue.json(figures)}) from None
+        raise dg.Failure(description=refused.describe()) from None
     # From here on the period is published. What follows completes it and is idempotent:
     # a failure says so, and running the publish again (a no-op for the invoices) finishes it.
     key = periods.period_key(period_start)
@@ -199,5 +195,4 @@ def published_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         "invoice_numbers": ", ".join(result.invoice_numbers),
         "catalog_fingerprint": result.fingerprint,
         "documents_written": len(written),
-        "checks": dg.MetadataValue.json(figures),
     })

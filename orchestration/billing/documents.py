@@ -10,7 +10,7 @@ import csv
 import html
 import json
 import os
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,15 +28,17 @@ def read_seller(catalog_dir: Path) -> dict[str, str]:
     return {"seller_name": "Meterline user (add seller.csv to the catalog)"}
 
 
-def _tier_ranges(parsed: catalog_lib.Parsed) -> dict[tuple[str, int], tuple[Decimal, Decimal | None]]:
-    ranges: dict[tuple[str, int], tuple[Decimal, Decimal | None]] = {}
+def _tier_ranges(parsed: catalog_lib.Parsed
+                 ) -> dict[tuple[str, int], tuple[Decimal, Decimal | None, Decimal | None]]:
+    """(rate, tier) -> (lower bound, up_to, flat fee), from the catalog that priced the period."""
+    ranges: dict[tuple[str, int], tuple[Decimal, Decimal | None, Decimal | None]] = {}
     by_rate: dict[str, list[catalog_lib.RateTier]] = {}
     for tier in parsed.rate_tiers:
         by_rate.setdefault(tier.rate_id, []).append(tier)
     for rate_id, tiers in by_rate.items():
         lower = Decimal(0)
         for tier in sorted(tiers, key=lambda t: t.tier or 0):
-            ranges[(rate_id, tier.tier)] = (lower, tier.up_to)
+            ranges[(rate_id, tier.tier)] = (lower, tier.up_to, tier.flat_fee or None)
             lower = tier.up_to if tier.up_to is not None else lower
     return ranges
 
@@ -70,9 +72,11 @@ def invoice_document(invoice: dict, *, parsed: catalog_lib.Parsed, seller: dict[
             "amount": format_money(line["amount"], minor_unit),
         }
         if line["tier"] is not None and line.get("rate_id"):
-            lower, upper = tiers.get((line["rate_id"], line["tier"]), (None, None))
+            lower, upper, flat = tiers.get((line["rate_id"], line["tier"]), (None, None, None))
             doc["tier_range"] = {"above": None if lower is None else format_quantity(lower),
                                  "up_to": None if upper is None else format_quantity(upper)}
+            if flat:  # in the amount: quantity x unit price + flat fee, rounded once
+                doc["flat_fee"] = format_money(flat, minor_unit)
         lines.append(doc)
     return {
         "invoice_id": invoice["invoice_id"],
@@ -98,32 +102,54 @@ h1{font-size:1.6rem;margin:0 0 .3rem} .muted{color:#57606a}
 .parties{display:flex;gap:4rem;margin:1.5rem 0} .parties div{min-width:14rem}
 table{border-collapse:collapse;width:100%;margin-top:1rem}
 th,td{padding:.45rem .6rem;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.adjustment td{background:#fff8e1} tfoot td{font-weight:600;border-top:2px solid #1f2328}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.adjustment td{background:#fff8e1}
+tfoot tr.subtotal td{border-top:1px solid #1f2328}
+tfoot tr.total td{font-weight:700;font-size:1.1rem;border-top:2px solid #1f2328;border-bottom:none}
 """
+
+
+def _inclusive(start: str, end_exclusive: str) -> str:
+    """A period as a person reads it: first to last day (the JSON keeps the exclusive end)."""
+    last = date.fromisoformat(end_exclusive) - timedelta(days=1)
+    return f"{start} to {last.isoformat()}"
+
+
+def _line_detail(ln: dict, label: str) -> str:
+    """What a line's second row says: the tier range, the restated period, or a description
+    that adds something to the item's name (never the name again)."""
+    e = html.escape
+    parts = []
+    if "tier_range" in ln:
+        rng = ln["tier_range"]
+        upper = f" up to {rng['up_to']}" if rng["up_to"] else ""
+        flat = f", plus a flat fee of {ln['flat_fee']}" if ln.get("flat_fee") else ""
+        parts.append(f"tier {ln['tier']}: units above {e(rng['above'])}{e(upper)}{e(flat)}")
+    elif ln["description"] and ln["description"] != label:
+        parts.append(e(ln["description"]))
+    if ln["line_type"] == "adjustment":
+        usage = ln["usage_period"]
+        parts.append(f"restates usage of {e(_inclusive(usage['start'], usage['end']))}")
+    return "<br>".join(f"<span class=muted>{p}</span>" for p in parts)
 
 
 def invoice_html(doc: dict) -> str:
     e = html.escape
     seller = doc["seller"]
-    seller_lines = "<br>".join(e(seller[k]) for k in ("seller_name", "address", "email", "tax_id")
-                               if seller.get(k))
+    seller_lines = [e(seller[k]) for k in ("seller_name", "address", "email") if seller.get(k)]
+    if seller.get("tax_id"):
+        seller_lines.append(f"Tax ID {e(seller['tax_id'])}")
     rows = []
     for ln in doc["lines"]:
         label = ln["product_item"] or ("Minimum commitment" if ln["line_type"] ==
                                        "minimum_commitment" else "Adjustment")
-        detail = e(ln["description"])
-        if "tier_range" in ln:
-            rng = ln["tier_range"]
-            upper = f"up to {rng['up_to']}" if rng["up_to"] else "and above"
-            detail += f"<br><span class=muted>tier {ln['tier']}: units above {rng['above']} {upper}</span>"
         if ln["line_type"] == "adjustment":
-            detail += (f"<br><span class=muted>usage period {ln['usage_period']['start']} to "
-                       f"{ln['usage_period']['end']}</span>")
+            label = f"{label} (adjustment)"
+        detail = _line_detail(ln, ln["product_item"] or label)
         qty = "" if ln["quantity"] is None else f"{ln['quantity']} {e(ln['unit'] or '')}"
         rows.append(
-            f"<tr class='{e(ln['line_type'])}'><td>{ln['line_number']}</td><td>{e(label)}<br>"
-            f"<span class=muted>{detail}</span></td><td class=num>{qty}</td>"
+            f"<tr class='{e(ln['line_type'])}'><td>{ln['line_number']}</td><td>{e(label)}"
+            f"{'<br>' + detail if detail else ''}</td><td class=num>{qty}</td>"
             f"<td class=num>{e(ln['unit_price'] or '')}</td>"
             f"<td class=num>{e(ln['amount'])}</td></tr>")
     period = doc["billing_period"]
@@ -134,9 +160,9 @@ def invoice_html(doc: dict) -> str:
 <body>
 <h1>Invoice {e(doc['invoice_number'])}</h1>
 <div class=muted>{e(doc['invoice_id'])} &middot; issued {e(doc['invoice_date'])} &middot;
-billing period {e(period['start'])} to {e(period['end'])} (exclusive) &middot; {e(doc['currency'])}</div>
+billing period {e(_inclusive(period['start'], period['end']))} &middot; {e(doc['currency'])}</div>
 <div class=parties>
-<div><div class=muted>From</div>{seller_lines}</div>
+<div><div class=muted>From</div>{'<br>'.join(seller_lines)}</div>
 <div><div class=muted>Bill to</div>{e(doc['customer']['customer_name'] or '')}<br>
 <span class=muted>{e(doc['customer']['customer_id'])}</span></div>
 </div>
@@ -147,8 +173,8 @@ billing period {e(period['start'])} to {e(period['end'])} (exclusive) &middot; {
 {''.join(rows) or '<tr><td colspan=5 class=muted>No usage in this period</td></tr>'}
 </tbody>
 <tfoot>
-<tr><td></td><td>Subtotal</td><td></td><td></td><td class=num>{e(doc['subtotal'])}</td></tr>
-<tr><td></td><td>Total due</td><td></td><td></td><td class=num id=total>{e(doc['currency'])} {e(doc['total'])}</td></tr>
+<tr class=subtotal><td></td><td>Subtotal</td><td></td><td></td><td class=num>{e(doc['subtotal'])}</td></tr>
+<tr class=total><td></td><td>Total due</td><td></td><td></td><td class=num id=total>{e(doc['currency'])} {e(doc['total'])}</td></tr>
 </tfoot>
 </table>
 </body></html>

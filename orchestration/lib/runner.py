@@ -5,20 +5,31 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import sys
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from orchestration.lib.settings import Settings
 
-DAGSTER_YAML = """\
-# Written by meterline. One writer on the DuckDB warehouse: every step that touches it runs in
-# the `duckdb` pool, and each pool admits one step at a time across all runs (CLI, UI, sensors).
+WRITER_TAG = "meterline/writer"  # every job carries it: runs that write the warehouse
+
+DAGSTER_YAML = f"""\
+# Written by meterline. One writer on the DuckDB warehouse, at two levels:
+# - runs: at most one run tagged {WRITER_TAG} is in progress. The run queue (sensor, schedule and
+#   UI launches under `meterline ui`) applies this limit; the CLI waits for it itself.
+# - steps: every step that opens the warehouse runs in the `duckdb` pool, one step at a time
+#   across all runs, as a second guard.
 concurrency:
   pools:
     default_limit: 1
+  runs:
+    tag_concurrency_limits:
+      - key: {WRITER_TAG}
+        limit: 1
 telemetry:
   enabled: false
 """
@@ -28,8 +39,9 @@ def prepare_instance(cfg: Settings) -> None:
     """Point DAGSTER_HOME at the home's instance (absolute) and make sure it is configured."""
     cfg.dagster_home.mkdir(parents=True, exist_ok=True)
     config = cfg.dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    if not config.exists() or (config.read_text().startswith("# Written by meterline.")
+                               and config.read_text() != DAGSTER_YAML):
+        config.write_text(DAGSTER_YAML)  # ours, or an older version of ours
     os.environ["DAGSTER_HOME"] = str(cfg.dagster_home)
     os.environ["METERLINE_HOME"] = str(cfg.home)
     os.environ["METERLINE_CATALOG_DIR"] = str(cfg.catalog_dir)
@@ -100,17 +112,65 @@ class _DbtProgress(io.TextIOBase):
         self._err.flush()
 
 
+def active_writer_runs(instance: Any) -> list[Any]:
+    """Runs tagged as writers that are in progress (queued runs are not: they wait for us)."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    return list(instance.get_runs(RunsFilter(
+        statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
+                  DagsterRunStatus.CANCELING],
+        tags={WRITER_TAG: "warehouse"})))
+
+
+@contextlib.contextmanager
+def writer_turn(cfg: Settings, instance: Any, *, poll_seconds: float = 0.5) -> Iterator[None]:
+    """Wait for this process's turn to write: runs that write the warehouse are serialized.
+
+    CLI processes queue on an exclusive lock file in the instance folder, then wait until no
+    other writer run (one the run queue launched for a sensor, the schedule or the UI) is in
+    progress. The queue in turn counts this run while it is in progress (the tag limit in
+    dagster.yaml), so it does not start one beside it. Slots and runs of CLI processes killed
+    with -9 are reclaimed first."""
+    import fcntl
+    import time
+
+    lock_path = cfg.dagster_home / "writer.lock"
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.stderr.write("waiting for another meterline command to finish writing ...\n")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        said = False
+        while True:
+            reclaim_dead_runs(instance)
+            others = active_writer_runs(instance)
+            if not others:
+                break
+            if not said:
+                names = ", ".join(f"{r.job_name} {r.run_id[:8]}" for r in others)
+                sys.stderr.write(f"waiting for the run in progress to finish ({names}) ...\n")
+                said = True
+            time.sleep(poll_seconds)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @dataclass
 class RunOutcome:
     success: bool
     run_id: str
     failures: list[str] = field(default_factory=list)  # step / check failures, one line each
-    failed_checks: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)  # blocking checks that failed
+    warnings: list[str] = field(default_factory=list)  # non-blocking checks that failed
+    checks_run: int = 0  # asset checks evaluated (dbt tests and reconciliation)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset key -> metadata
 
 
 def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
-            run_config: dict | None = None) -> RunOutcome:
+            run_config: dict | None = None, tags: dict[str, str] | None = None) -> RunOutcome:
     """Execute a job of the code location in this process on the home's instance."""
     from orchestration.billing.project import ensure_manifest
 
@@ -121,19 +181,21 @@ def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
     from orchestration.definitions import defs
 
     instance = DagsterInstance.get()
-    reclaim_dead_runs(instance)
     job = defs.resolve_job_def(job_name)
     config = dict(run_config or {})
-    # The CLI prints its own summary; show the steps' progress messages, not Dagster's events.
-    config.setdefault("loggers", {"console": {"config": {"log_level": "INFO"}}})
+    # The CLI prints its own summary (failures, failed checks with their figures) from the run's
+    # events; Dagster's own console log, stack traces included, is for METERLINE_LOG_LEVEL=INFO.
+    # Every event is kept in the instance either way (the UI's run view).
+    level = os.environ.get("METERLINE_LOG_LEVEL", "CRITICAL").upper()
+    config.setdefault("loggers", {"console": {"config": {"log_level": level}}})
     sink = _DbtProgress(sys.stderr)
-    with contextlib.redirect_stdout(sink):
+    with writer_turn(cfg, instance), contextlib.redirect_stdout(sink):
         result = job.execute_in_process(
             run_config=config,
             instance=instance,
             partition_key=partition_key,
             raise_on_error=False,
-            tags={"meterline/pid": str(os.getpid()), "meterline/source": "cli"},
+            tags={"meterline/pid": str(os.getpid()), "meterline/source": "cli", **(tags or {})},
         )
     outcome = RunOutcome(success=result.success, run_id=result.run_id)
     for event in result.all_events:
@@ -150,8 +212,16 @@ def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
                 k: getattr(v, "value", v) for k, v in mat.metadata.items()
             }
     for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            outcome.failed_checks.append(
-                f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
-            )
+        outcome.checks_run += 1
+        if evaluation.passed:
+            continue
+        name = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
+        meta = {k: getattr(v, "value", getattr(v, "data", v))
+                for k, v in (evaluation.metadata or {}).items()}
+        if "summary" in meta:  # a reconciliation check: what it compared, in figures
+            name += f": {meta['summary']} {json.dumps(meta.get('figures'), default=str)[:1500]}"
+        if evaluation.severity.value == "WARN":
+            outcome.warnings.append(name)
+        else:
+            outcome.failed_checks.append(name)
     return outcome

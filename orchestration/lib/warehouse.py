@@ -129,6 +129,20 @@ create table if not exists billing.published_catalog_rows (
     primary key (billing_period_start, row_key)
 );
 
+-- Every reconciliation check evaluated, per Dagster run and period: the proof publishing reads
+-- (it publishes only if every blocking check passed in its own run), kept as an audit trail.
+create table if not exists billing.reconciliation_results (
+    run_id                varchar not null,
+    billing_period_start  date not null,
+    check_name            varchar not null,
+    passed                boolean not null,
+    blocking              boolean not null,
+    summary               varchar not null,
+    figures               json not null,
+    checked_at            timestamptz not null,
+    primary key (run_id, billing_period_start, check_name)
+);
+
 create table if not exists billing.published_periods (
     billing_period_start  date not null primary key,
     published_at          timestamptz not null,
