@@ -112,6 +112,10 @@ def main() -> None:
             ("ingest again (nothing new)", [meterline, "ingest"]),
             (f"bill --period {PERIOD}", [meterline, "bill", "--period", PERIOD]),
             (f"bill --period {PERIOD} again", [meterline, "bill", "--period", PERIOD]),
+            (f"bill --period {PERIOD} --publish",
+             [meterline, "bill", "--period", PERIOD, "--publish"]),
+            (f"bill --period {PERIOD} --publish again (nothing to do)",
+             [meterline, "bill", "--period", PERIOD, "--publish"]),
         ):
             wall, peak_kb, out = timed(command, env)
             rows.append((label, wall, peak_kb))
@@ -121,13 +125,20 @@ def main() -> None:
         landed = con.execute("select count(*) from raw.usage_events").fetchone()[0]
         invoices = con.execute("select count(*), sum(line_count) from marts.fct_invoices "
                                "where billing_period_start = date '2026-10-01'").fetchone()
+        # the seven reconciliation checks of each run, from their own timings (seconds, not money)
+        checks = [r[0] for r in con.execute("""
+            select sum(cast(json_extract_string(figures, '$.seconds_total') as double))
+            from billing.reconciliation_results group by run_id order by min(checked_at)
+        """).fetchall()]
         con.close()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"\n## {stamp}: {args.events:,} events in {args.files} .jsonl.gz files, one month\n",
         f"Machine: {os.cpu_count()} cores, {platform.python_version()}, duckdb {duckdb.__version__}. "
         f"Generation {generated:.1f} s; {landed:,} events landed; "
-        f"{invoices[0]} invoices, {invoices[1]} lines; warehouse {size_mb:.0f} MB.\n",
+        f"{invoices[0]} invoices, {invoices[1]} lines; warehouse {size_mb:.0f} MB. "
+        f"The seven reconciliation checks took {', '.join(f'{c:.1f}' for c in checks)} s in "
+        f"the three runs that built the month (inside the bill rows below).\n",
         "| command | wall s | peak RSS MiB |",
         "|---|---:|---:|",
         *[f"| `meterline {label}` | {wall:.1f} | {peak / 1024:.0f} |" for label, wall, peak in rows],

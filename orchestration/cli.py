@@ -335,6 +335,21 @@ where b.invoice_id = ? and b.product_item_id = ? and b.usage_period_start = ?
 order by {order}
 """
 
+# The meter's aggregate over the events behind a usage line (section 3), before Q = max(., 0).
+EXPLAIN_AGGREGATE_SQL = """
+select case $aggregation
+           when 'sum' then sum(e.value)
+           when 'count' then count(*)
+           when 'unique_count' then count(distinct json_extract_string(e.dimensions, $pointer))
+           when 'max' then max(e.value)
+           when 'latest' then first(e.value order by e.event_at desc, e.event_id desc)
+       end
+from marts.fct_billed_events b
+join raw.usage_events e using (event_id)
+where b.invoice_id = $invoice and b.product_item_id = $item
+  and b.usage_period_start = $period and b.line_type = 'usage'
+"""
+
 
 def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
     """The audit trail of an invoice's lines: meter, aggregation, aggregate, the rate and tiers
@@ -382,6 +397,14 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
                   f"this line's quantity {readers.format_quantity(quantity)}, the item's "
                   f"{'change in ' if line_type == 'adjustment' else ''}quantity "
                   f"{readers.format_quantity(item_q)}")
+            if line_type == "usage":
+                pointer = "/" + (unique_dimension or "").replace("~", "~0").replace("/", "~1")
+                aggregate = con.execute(EXPLAIN_AGGREGATE_SQL, {
+                    "aggregation": aggregation, "pointer": pointer, "invoice": args.invoice,
+                    "item": item, "period": period_start}).fetchone()[0]
+                print(f"  {aggregation} of the events behind it: "
+                      f"{readers.format_quantity(aggregate) if aggregate is not None else 'none'}"
+                      f"; billed quantity max(aggregate, 0) = {readers.format_quantity(item_q)}")
             if rate_id:
                 rate = con.execute(
                     "select pricing_model, unit_price, package_size, free_units, effective_from, "

@@ -155,6 +155,33 @@ def test_bad_catalog_stops_billing_listing_every_problem(tmp_path):
     assert done.returncode == 1 and "DOLLARS" in done.stdout
 
 
+def test_a_removed_customer_or_meter_with_landed_events_is_a_catalog_problem(tmp_path):
+    """Every month's meter usage keeps all landed events: billing any month (September has no
+    events at all) names the removed rows before anything is priced, not a failed dbt test."""
+    home, cat, cwd = make_home(tmp_path)
+    assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
+    customers = cat / "customers.csv"
+    customers.write_text(customers.read_text().replace("hm_jpy,Handmade JPY,JPY,,\n", ""))
+    meters = cat / "meters.csv"
+    meters.write_text(meters.read_text().replace("users,Users,user,unique_count,user_id\n", ""))
+    items = cat / "product_items.csv"
+    items.write_text(items.read_text().replace("users_item,Users,users,\n", ""))
+    rates = cat / "rates.csv"
+    rates.write_text("\n".join(ln for ln in rates.read_text().splitlines()
+                               if not ln.startswith("r_users_")) + "\n")
+    tiers = cat / "rate_tiers.csv"
+    tiers.write_text("\n".join(ln for ln in tiers.read_text().splitlines()
+                               if not ln.startswith("r_users_")) + "\n")
+    done = run_meterline(["bill", "--period", "2026-09"], home=home, catalog=cat, cwd=cwd)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "has 2 problem(s); nothing was priced" in done.stderr
+    assert ("customers.csv (hm_jpy), customer_id: customer hm_jpy has 2 landed events (2026-10, "
+            "e.g. j-c1) but is not in customers.csv") in done.stderr
+    assert ("meters.csv (users), meter_id: meter users has 4 landed events (2026-10, e.g. u-u1) "
+            "but is not in meters.csv") in done.stderr
+    assert "Dagster run" not in done.stderr  # stopped by the CLI before any run
+
+
 @pytest.mark.parametrize("args, needle", [
     (["bill", "--period", "2026-13"], "YYYY-MM"),
     (["bill", "--period", "2999-01"], "future"),
@@ -318,12 +345,17 @@ def test_explain_names_meter_rate_tiers_and_the_deciding_event(october_utc, octo
     out = done.stdout
     assert "meter seats, aggregation latest" in out and "rate r_seats_usd" in out
     assert "2 event(s) behind it" in out
+    assert "latest of the events behind it: 6; billed quantity max(aggregate, 0) = 6" in out
     events = [ln.split()[1] for ln in out.splitlines() if ln.startswith("    2026-")]
     assert events == ["u-s2", "u-s1"], "the deciding (latest) event comes first"
     done = run_meterline(["explain", "--invoice", "INV-202610-hm_usd", "--line", "2"],
                          home=home, catalog=cat, cwd=cwd)
     assert "tier 2: up to no limit at 0.005 + flat 1  <- this line" in done.stdout
     assert "5 event(s) behind it" in done.stdout  # calls: u-c1..u-c5, not November's u-c6
+    assert "sum of the events behind it: 2506.5;" in done.stdout
+    done = run_meterline(["explain", "--invoice", "INV-202610-hm_usd", "--line", "5"],
+                         home=home, catalog=cat, cwd=cwd)
+    assert "unique_count of the events behind it: 3;" in done.stdout  # u1 u2 u3 u1
     done = run_meterline(["explain", "--invoice", "INV-202610-nobody"], home=home, catalog=cat,
                          cwd=cwd)
     assert done.returncode == 2 and "no invoice" in done.stderr

@@ -55,6 +55,7 @@ RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None
 
@@ -211,6 +212,22 @@ def shown(locator, timeout: int = UI_TIMEOUT) -> None:
     expect(locator).to_be_visible(timeout=timeout)
 
 
+def graph_menu(page: Page, graph, item: str, attempts: int = 6) -> None:
+    """Choose ``item`` from the lineage graph's context menu (right click on its background).
+    While the graph is still laying itself out a right click opens no menu: try again."""
+    for _ in range(attempts):
+        graph.click(button="right", position={"x": 10, "y": 500})
+        entry = page.get_by_role("menuitem", name=item)
+        try:
+            entry.wait_for(state="visible", timeout=10_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        entry.click()
+        return
+    raise AssertionError(f"the lineage graph's context menu never offered {item!r}")
+
+
 # --------------------------------------------------------------------------- test 1
 def test_invoice_document_reads_right_in_a_browser(published: Published, browser: Browser):
     folder = published.home / "invoices" / PERIOD
@@ -353,8 +370,7 @@ def test_dagster_ui_shows_the_billing_assets_checks_and_cli_runs(published: Publ
             graph = page.locator("[data-svg-viewport]")
             shown(graph.locator('[aria-label="unfold_more"]').first)
             for item in ("Change graph to vertical orientation", "Expand all groups"):
-                graph.click(button="right", position={"x": 10, "y": 500})
-                page.get_by_role("menuitem", name=item).click()
+                graph_menu(page, graph, item)
             for group in ("ingestion", "catalog", "marts", "publishing"):
                 shown(graph.get_by_text(group, exact=True).first)
             expect(graph.locator('[aria-label="unfold_more"]')).to_have_count(

@@ -468,20 +468,28 @@ def test_period_problems_finds_usage_without_a_rate(tmp_path):
         ("e10", "c_usd", "calls", "2026-04-30 23:59:59.999999+00", "{}"),  # April: priced
         ("e11", "c_usd", "calls", "2026-06-01 00:00:00+00", "{}"),         # June: priced
         ("e12", "c_usd", "calls", "2026-05-31 22:30:00-02:00", "{}"),      # June 1 in UTC
+        ("e13", "c_eur", "old_meter", "2026-03-02 10:00:00+00", "{}"),     # meter removed
+        ("e14", "ghost", "calls", "2026-03-12 10:00:00+00", "{}"),         # not in catalog
     ])
     problems = cat.period_problems(con, catalog, date(2026, 5, 1))
     assert [(p.file, p.row, p.field, p.key) for p in problems] == [
+        ("customers.csv", None, "customer_id", "ghost"),
+        ("meters.csv", None, "meter_id", "old_meter"),
         ("rates.csv", None, "product_item_id", "calls, c_usd"),
         ("rates.csv", None, "product_item_id", "disk_us, c_usd"),
-        ("customers.csv", None, "customer_id", "ghost"),
     ]
     messages = {p.key: str(p) for p in problems}
-    assert set(messages) == {"calls, c_usd", "disk_us, c_usd", "ghost"}
     assert ("c_usd (USD) has 2026-05 usage of item calls (2 events, e.g. e1) and no rate in "
             "effect on 2026-05-01 in USD") in messages["calls, c_usd"]
-    assert "ghost has 2026-05 usage of item calls" in messages["ghost"]
-    assert cat.period_problems(con, catalog, date(2026, 4, 1)) == []
-    assert cat.period_problems(con, catalog, date(2026, 6, 1)) == []
+    assert ("customer ghost has 2 landed events (2026-03 to 2026-05, e.g. e14) but is not in "
+            "customers.csv; landed events are never removed, so put the row back (to stop "
+            "billing the customer, give it an active_to)") in messages["ghost"]
+    assert ("meter old_meter has 1 landed event (2026-03, e.g. e13) but is not in meters.csv"
+            in messages["old_meter"])
+    # every month's meter usage keeps those events: billing any month needs the rows back
+    for month in (date(2026, 4, 1), date(2026, 6, 1)):
+        assert [p.key for p in cat.period_problems(con, catalog, month)] == ["ghost",
+                                                                            "old_meter"]
     # the catalog went in as temp tables only: nothing left behind, catalog.* untouched
     assert con.execute("select count(*) from duckdb_tables() where table_name like "
                        "'_meterline_check%'").fetchone()[0] == 0
@@ -489,7 +497,7 @@ def test_period_problems_finds_usage_without_a_rate(tmp_path):
     # readers use read-only connections: the check works there too
     ro = warehouse.connect(db, read_only=True)
     try:
-        assert len(cat.period_problems(ro, catalog, date(2026, 5, 1))) == 3
+        assert len(cat.period_problems(ro, catalog, date(2026, 5, 1))) == 4
     finally:
         ro.close()
 

@@ -111,9 +111,9 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     (tests/test_billing_e2e.py::test_dbt_unit_tests_pass), billing runs skip them."""
     cfg = meterline.settings()
     period_start = periods.period_from_key(context.partition_key)
-    # One stable target folder: runs are serialized by the pool, and dbt keeps its partial-parse
+    # One stable target folder per home: its runs are serialized, and dbt keeps its partial-parse
     # state there (dagster-dbt would otherwise leave a 1.4 MB folder per run).
-    target = dbt_project.project_dir / "target" / "run"
+    target = cfg.dbt_target_dir
     try:
         with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
             yield from dbt.cli(
@@ -181,7 +181,7 @@ def publish_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
             with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
                 dbt.cli(["run", "--select", "fct_invoices fct_invoice_lines fct_billed_events",
                          "--vars", json.dumps({"billing_period": period_start.isoformat()})],
-                        target_path=dbt_project.project_dir / "target" / "run").wait()
+                        target_path=cfg.dbt_target_dir).wait()
     except Exception as exc:
         raise dg.Failure(description=(
             f"{key} IS published ({result.invoice_count} invoices, "

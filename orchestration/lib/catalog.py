@@ -867,12 +867,10 @@ item_usage as (
                  '/' || replace(replace(i.filter_key, '~', '~0'), '/', '~1')) = i.filter_value)
     group by all
 )
-select u.customer_id, c.customer_id is null as is_unknown, c.currency, u.product_item_id,
-       u.event_count, u.first_event_id
+select u.customer_id, c.currency, u.product_item_id, u.event_count, u.first_event_id
 from item_usage as u
-left join _meterline_check_customers as c using (customer_id)
-where c.customer_id is null
-   or not exists (
+join _meterline_check_customers as c using (customer_id)
+where not exists (
         select 1 from _meterline_check_rates as r
         where r.product_item_id = u.product_item_id
           and r.currency = c.currency
@@ -880,12 +878,32 @@ where c.customer_id is null
 order by u.customer_id, u.product_item_id
 """
 
+# Landed events of any month whose customer or meter is no longer in the catalog: every month's
+# meter usage keeps them, so billing any month needs the rows back.
+REMOVED_SQL = """
+select 'customers.csv' as file, 'customer_id' as field, e.customer_id as id, count(*) as n,
+       min(e.event_id) as first_event_id, strftime(min(e.event_at), '%Y-%m') as first_month,
+       strftime(max(e.event_at), '%Y-%m') as last_month
+from raw.usage_events as e
+where not exists (select 1 from _meterline_check_customers as c
+                  where c.customer_id = e.customer_id)
+group by e.customer_id
+union all
+select 'meters.csv', 'meter_id', e.meter_id, count(*), min(e.event_id),
+       strftime(min(e.event_at), '%Y-%m'), strftime(max(e.event_at), '%Y-%m')
+from raw.usage_events as e
+where not exists (select 1 from _meterline_check_meters as m where m.meter_id = e.meter_id)
+group by e.meter_id
+order by 1, 3
+"""
+
 
 def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_start: date,
                     currencies: Mapping[str, int] | None = None) -> list[Problem]:
     """Problems of the period being billed: a customer with landed usage of an item in
     [period_start, next month) (UTC) and no rate in effect on period_start in its currency
-    (neither its own nor a list price); also usage of a customer no longer in customers.csv.
+    (neither its own nor a list price); also landed events (of any month) whose customer is no
+    longer in customers.csv or whose meter is no longer in meters.csv.
 
     Set-based over raw.usage_events; the catalog goes in as temp tables, so ``catalog.*``
     need not be loaded (and a read-only connection works)."""
@@ -898,6 +916,7 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
              for i in parsed.product_items
              if i.product_item_id and i.meter_id and i.filter_ok]
     customers = [(c.customer_id, c.currency) for c in parsed.customers if c.customer_id]
+    meters = [(m.meter_id,) for m in parsed.meters if m.meter_id]
     rates = [(r.product_item_id, r.customer_id, r.currency) for r in parsed.rates
              if r.product_item_id and r.currency and r.in_effect(period_start)]
     con.execute("create or replace temp table _meterline_check_items (product_item_id varchar,"
@@ -906,36 +925,42 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
                 "customer_id varchar, currency varchar)")
     con.execute("create or replace temp table _meterline_check_rates (product_item_id varchar,"
                 " customer_id varchar, currency varchar)")
+    con.execute("create or replace temp table _meterline_check_meters (meter_id varchar)")
     try:
         for table, rows, width in (("_meterline_check_items", items, 4),
                                    ("_meterline_check_customers", customers, 2),
-                                   ("_meterline_check_rates", rates, 3)):
+                                   ("_meterline_check_rates", rates, 3),
+                                   ("_meterline_check_meters", meters, 1)):
             if rows:
                 placeholders = ", ".join("?" * width)
                 con.executemany(f"insert into temp.{table} values ({placeholders})", rows)
         end = next_period(period_start)
         found = con.execute(PERIOD_SQL, [f"{period_start.isoformat()} 00:00:00+00",
                                          f"{end.isoformat()} 00:00:00+00"]).fetchall()
+        removed = con.execute(REMOVED_SQL).fetchall()
     finally:
         for table in ("_meterline_check_items", "_meterline_check_customers",
-                      "_meterline_check_rates"):
+                      "_meterline_check_rates", "_meterline_check_meters"):
             con.execute(f"drop table if exists temp.{table}")
     period = f"{period_start:%Y-%m}"
     problems = []
-    for customer_id, is_unknown, currency, item_id, count, first_event in found:
+    for file, field_name, key, count, first_event, first_month, last_month in removed:
+        months = first_month if first_month == last_month else f"{first_month} to {last_month}"
+        kind = "customer" if file == "customers.csv" else "meter"
+        problems.append(Problem(
+            file, None, field_name,
+            f"{kind} {key} has {count} landed event{'s' if count != 1 else ''} ({months}, e.g. "
+            f"{first_event}) but is not in {file}; landed events are never removed, so put the "
+            f"row back" + (" (to stop billing the customer, give it an active_to)"
+                           if kind == "customer" else ""), key))
+    for customer_id, currency, item_id, count, first_event in found:
         events = f"{count} event{'s' if count != 1 else ''}, e.g. {first_event}"
-        if is_unknown:
-            problems.append(Problem(
-                "customers.csv", None, "customer_id",
-                f"{customer_id} has {period} usage of item {item_id} ({events}) but is not in "
-                "customers.csv, so it cannot be invoiced", customer_id))
-        else:
-            problems.append(Problem(
-                "rates.csv", None, "product_item_id",
-                f"{customer_id} ({currency or 'no valid currency'}) has {period} usage of "
-                f"item {item_id} ({events}) "
-                f"and no rate in effect on {period_start} in {currency} (no list price and no "
-                f"rate of {customer_id}); add one", f"{item_id}, {customer_id}"))
+        problems.append(Problem(
+            "rates.csv", None, "product_item_id",
+            f"{customer_id} ({currency or 'no valid currency'}) has {period} usage of "
+            f"item {item_id} ({events}) "
+            f"and no rate in effect on {period_start} in {currency} (no list price and no "
+            f"rate of {customer_id}); add one", f"{item_id}, {customer_id}"))
     return problems
 
 

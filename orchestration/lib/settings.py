@@ -39,6 +39,12 @@ class Settings:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's working folder for this home's runs (partial-parse state, run results,
+        dbt.log): per home, so homes billed at once from one checkout do not share it."""
+        return self.dagster_home / "dbt"
+
     def require_home(self) -> None:
         if not self.home.is_dir():
             raise UsageError(
