@@ -682,6 +682,28 @@ def test_jsonl_lines_blank_lines_bom_and_crlf(home: Home) -> None:
     assert home.event("j6")["row_number"] == 10  # another key given twice does not matter
 
 
+def test_jsonl_lines_with_trailing_commas_are_malformed(home: Home) -> None:
+    """DuckDB's JSON parser accepts trailing commas; JSON does not. Commas and brackets inside
+    strings (escaped quotes included) are text, not syntax."""
+    head = f'"customer_id": "c1", "meter": "s", "timestamp": "{TS}"'
+    lines = [
+        '{"event_id": "t1", ' + head + ',}',
+        '{"event_id": "t2", ' + head + ', "dimensions": {"region": "eu" , }}',
+        '{"event_id": "t3", ' + head + ', "extra": [1, 2,\t]}',
+        jl(event_id="t4", customer_id="c1", meter="s", timestamp=TS,
+           dimensions={"note": 'a,} and \\",] b'}),
+        jl(event_id="t5", customer_id="c1", meter="s", timestamp=TS, extra="x\\",
+           more=",]"),  # a string ending in a backslash, then one with ",]"
+    ]
+    home.put("tc.jsonl", "\n".join(lines))
+    r = home.ingest(LK)
+    assert counts(r)["tc.jsonl"] == {"read": 5, "landed": 2, "duplicates": 0, "quarantined": 3}
+    q = home.rows("select row_number, reason from raw.quarantined_events order by 1")
+    assert q == [(1, "malformed_row"), (2, "malformed_row"), (3, "malformed_row")]
+    assert json.loads(home.event("t4")["dimensions"]) == {"note": 'a,} and \\",] b'}
+    assert home.event("t5")["row_number"] == 5
+
+
 def test_required_fields_and_event_id(home: Home) -> None:
     lines = [
         jl(customer_id="c1", meter="s", timestamp=TS),

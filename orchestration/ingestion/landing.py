@@ -48,8 +48,10 @@ Decisions where the contract is silent:
 
 * JSONL: a line that is not one JSON object, or an object naming one of the six fields twice at
   the top level (ambiguous), is ``malformed_row``. Keys are case-sensitive; other keys are
-  ignored (kept in ``raw_row``). DuckDB's JSON parser is lenient about ``NaN`` and trailing
-  commas; such a line is still read as an object (``NaN`` as a value is ``invalid_value``).
+  ignored (kept in ``raw_row``). DuckDB's JSON parser accepts trailing commas; a line with one
+  (``{"event_id": "e1", …,}``, ``[1, 2,]`` inside) is ``malformed_row`` as JSON says. It also
+  accepts ``NaN``; such a line is still read as an object (``NaN`` as a value is
+  ``invalid_value``).
 * Blank lines (empty or only spaces/tabs) are not rows, in JSONL and in CSV: they are not counted
   in ``read``. JSONL ``row_number`` is the physical line number (blank lines still count as lines);
   CSV ``row_number`` is the record number after the header, blank lines not counted (a quoted field
@@ -413,6 +415,10 @@ def _hash(path: Path) -> tuple[str, int]:
 # SQL helpers
 
 
+TRAILING_COMMA = r",\s*[}\]]"
+JSON_STRING = r'"(?:[^"\\]|\\.)*"'  # a JSON string literal, escapes included
+
+
 def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -468,7 +474,13 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, file_idx: int, text_path: str) 
         with l0 as (
             select ln, line,
                    coalesce(case when json_valid(line) then json_type(line) = 'OBJECT' end,
-                            false) as obj
+                            false)
+                   -- DuckDB's parser takes trailing commas, JSON does not: a comma before a
+                   -- closing bracket outside strings (checked only on lines that have one)
+                   and not coalesce(regexp_matches(line, {_lit(TRAILING_COMMA)})
+                                    and regexp_matches(regexp_replace(line, {_lit(JSON_STRING)},
+                                                                      '""', 'g'),
+                                                       {_lit(TRAILING_COMMA)}), false) as obj
             from {LINES}
             where not regexp_full_match(line, '[ \\t]*')
         ), l1 as (
