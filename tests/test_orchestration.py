@@ -128,3 +128,33 @@ def test_a_sensor_tick_during_a_bill_waits_for_its_turn(tmp_path, home_env):
     # the run queue of the UI's daemon applies the same rule to the runs it launches
     limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
     assert {"key": "meterline/writer", "limit": 1} in limits
+
+
+def test_a_bill_killed_with_sigkill_does_not_block_the_next_one(tmp_path, home_env):
+    """kill -9 leaves the run STARTED and its `duckdb` slot claimed (STACK.md); the next CLI
+    command marks it failed, frees the slot and runs, instead of waiting forever."""
+    import signal
+
+    home, cat, cwd = make_home(tmp_path)
+    assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
+    instance = home_env(home, cat)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
+    env.update(METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(cat))
+    bill = subprocess.Popen([meterline_bin(), "bill", "--period", "2026-10"], env=env, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not instance.event_log_storage.get_concurrency_info("duckdb").active_slot_count:
+        assert bill.poll() is None and time.monotonic() < deadline, "the bill never held the slot"
+        time.sleep(0.1)
+    (killed,) = runner.active_writer_runs(instance)
+    os.killpg(bill.pid, signal.SIGKILL)  # the CLI and the dbt it started, as an OOM kill would
+    bill.wait(timeout=30)
+    assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.STARTED
+
+    done = run_meterline(["bill", "--period", "2026-10"], home=home, catalog=cat, cwd=cwd,
+                         timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.event_log_storage.get_concurrency_info("duckdb").active_slot_count == 0
+    assert runner.active_writer_runs(instance) == []
