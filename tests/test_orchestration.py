@@ -85,14 +85,22 @@ def test_the_schedule_publishes_what_the_cli_publishes(tmp_path, home_env):
     assert by_schedule == by_cli
 
 
-def test_a_sensor_tick_during_a_bill_waits_for_its_turn(tmp_path, home_env):
+def _bill_in_background(tmp_path: Path, home_env, period: str, **popen):
+    """A hand-made home with its events landed, and `meterline bill --period` started on it."""
     home, cat, cwd = make_home(tmp_path)
     assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
     instance = home_env(home, cat)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
     env.update(METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(cat))
-    bill = subprocess.Popen([meterline_bin(), "bill", "--period", "2026-11"], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    bill = subprocess.Popen([meterline_bin(), "bill", "--period", period], env=env, cwd=cwd,
+                            **popen)
+    return home, cat, cwd, instance, bill
+
+
+def test_a_sensor_tick_during_a_bill_waits_for_its_turn(tmp_path, home_env):
+    home, cat, cwd, instance, bill = _bill_in_background(tmp_path, home_env, "2026-11",
+                                                         stdout=subprocess.PIPE,
+                                                         stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not runner.active_writer_runs(instance):  # the bill's run has started
@@ -135,14 +143,10 @@ def test_a_bill_killed_with_sigkill_does_not_block_the_next_one(tmp_path, home_e
     command marks it failed, frees the slot and runs, instead of waiting forever."""
     import signal
 
-    home, cat, cwd = make_home(tmp_path)
-    assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
-    instance = home_env(home, cat)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
-    env.update(METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(cat))
-    bill = subprocess.Popen([meterline_bin(), "bill", "--period", "2026-10"], env=env, cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    home, cat, cwd, instance, bill = _bill_in_background(tmp_path, home_env, "2026-10",
+                                                         stdout=subprocess.DEVNULL,
+                                                         stderr=subprocess.DEVNULL,
+                                                         start_new_session=True)
     deadline = time.monotonic() + 120
     while not instance.event_log_storage.get_concurrency_info("duckdb").active_slot_count:
         assert bill.poll() is None and time.monotonic() < deadline, "the bill never held the slot"
