@@ -93,6 +93,14 @@ def _published_state(cfg: Settings, period_start: date, parsed) -> tuple[bool, l
         return False, []  # the publish step checks again inside the run
 
 
+def _say_checks(outcome) -> None:
+    """How many checks a successful run evaluated, and the non-blocking ones that failed."""
+    _say(f"{outcome.checks_run} checks evaluated (dbt tests and reconciliation), "
+         f"{outcome.checks_run - len(outcome.warnings)} passed")
+    for warning in outcome.warnings:
+        _say(f"warning (not blocking): {warning}")
+
+
 CHECK_FAILED = ("dagster._core.errors.DagsterAssetCheckFailedError", "DagsterAssetCheckFailedError")
 
 
@@ -148,10 +156,7 @@ def cmd_bill(args: argparse.Namespace, cfg: Settings) -> int:
             for check in outcome.failed_checks:
                 _say(f"  - {check}")
         return EXIT_FAILED
-    _say(f"{outcome.checks_run} checks evaluated (dbt tests and reconciliation), "
-         f"{outcome.checks_run - len(outcome.warnings)} passed")
-    for warning in outcome.warnings:
-        _say(f"warning (not blocking): {warning}")
+    _say_checks(outcome)
     if args.publish:
         meta = outcome.metadata.get("billing/publish_invoices", {})
         _say(f"published {meta.get('invoice_count')} invoice(s) of {key} "
@@ -523,6 +528,7 @@ def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
         for check in outcome.failed_checks:
             _say(f"  - failed check {check}")
         return EXIT_FAILED
+    _say_checks(outcome)
     if can_publish:
         _say(f"published; documents in {cfg.invoices_dir / key}")
     _say(f"done in {(datetime.now(UTC) - started).total_seconds():.1f} s")
