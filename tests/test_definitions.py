@@ -40,3 +40,30 @@ def test_every_duckdb_step_is_in_the_single_writer_pool():
             assert assets_def.op.pool == "duckdb"
     pools = {a.op.pool for a in defs.resolve_asset_graph().assets_defs if a.is_executable}
     assert pools == {"duckdb"}
+
+
+def test_reconciliation_checks_are_blocking_checks_of_the_marts_they_prove():
+    from orchestration.billing.checks import CHECK_TARGETS, reconciliation
+    from orchestration.billing.reconcile import CHECK_NAMES, NON_BLOCKING
+
+    graph = defs.resolve_asset_graph()
+    for name in CHECK_NAMES:
+        key = dg.AssetCheckKey(dg.AssetKey(CHECK_TARGETS[name]), name)
+        spec = graph.get_check_spec(key)
+        assert spec.blocking is (name not in NON_BLOCKING), name
+        assert spec.description, name
+    assert set(NON_BLOCKING) == {"unbilled_usage_reported"}
+    assert reconciliation.op.pool == "duckdb"  # it opens the warehouse: one writer at a time
+    # every job that builds a month runs them, in the same run as the build and the publication
+    for job_name in ("billing_job", "publish_job"):
+        job_checks = {k.name for k in defs.resolve_job_def(job_name).asset_layer.asset_graph
+                      .asset_check_keys}
+        assert set(CHECK_NAMES) <= job_checks, job_name
+    # the publish step depends on every asset a blocking check proves, so a failure stops it
+    publish = graph.get(dg.AssetKey(["billing", "publish_invoices"]))
+    proved = {dg.AssetKey(CHECK_TARGETS[n]) for n in CHECK_NAMES if n not in NON_BLOCKING}
+    assert proved <= set(publish.parent_keys)
+    # every singular dbt test explains itself in the UI
+    singular = [k for k in graph.asset_check_keys if k.name.startswith("assert_")]
+    assert len(singular) == 9
+    assert all(graph.get_check_spec(k).description for k in singular)
