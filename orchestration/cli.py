@@ -43,9 +43,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: Settings) -> int:
     outcome = run_job(cfg, "ingest_job", run_config={
         "ops": {"landed_events": {"config": {"paths": paths}}}})
     if not outcome.success:
-        _say("ingest failed (run " + outcome.run_id + "):")
-        for failure in outcome.failures:
-            _say("  " + failure)
+        _say_failed_run("ingest failed", outcome)
         return EXIT_FAILED
     doc = outcome.metadata.get("raw/usage_events", {}).get("report")
     if args.format == "json":
@@ -101,7 +99,15 @@ def _say_checks(outcome) -> None:
         _say(f"warning (not blocking): {warning}")
 
 
-CHECK_FAILED = ("dagster._core.errors.DagsterAssetCheckFailedError", "DagsterAssetCheckFailedError")
+def _say_failed_run(heading: str, outcome, *, publishing: bool = False) -> None:
+    """Why a run failed: its step failures, then each failed check with its figures."""
+    _say(f"{heading} (Dagster run {outcome.run_id}):")
+    for failure in outcome.failures:
+        _say("  " + failure.replace("\n", "\n  "))
+    if outcome.failed_checks:
+        _say(f"failed checks{' (nothing was published)' if publishing else ''}:")
+        for check in outcome.failed_checks:
+            _say(f"  - {check}")
 
 
 def cmd_bill(args: argparse.Namespace, cfg: Settings) -> int:
@@ -146,15 +152,8 @@ def cmd_bill(args: argparse.Namespace, cfg: Settings) -> int:
     outcome = run_job(cfg, "publish_job" if args.publish else "billing_job", partition_key=key)
     seconds = (datetime.now(UTC) - started).total_seconds()
     if not outcome.success:
-        _say(f"{'publishing' if args.publish else 'billing'} {key} failed "
-             f"(Dagster run {outcome.run_id}):")
-        for failure in outcome.failures:
-            if not failure.startswith(CHECK_FAILED):  # each failed check is listed below
-                _say("  " + failure.replace("\n", "\n  "))
-        if outcome.failed_checks:
-            _say(f"failed checks{' (nothing was published)' if args.publish else ''}:")
-            for check in outcome.failed_checks:
-                _say(f"  - {check}")
+        _say_failed_run(f"{'publishing' if args.publish else 'billing'} {key} failed", outcome,
+                        publishing=args.publish)
         return EXIT_FAILED
     _say_checks(outcome)
     if args.publish:
@@ -510,7 +509,7 @@ def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
     outcome = run_job(cfg, "ingest_job", run_config={
         "ops": {"landed_events": {"config": {"paths": []}}}})
     if not outcome.success:
-        _say("demo ingest failed: " + "; ".join(outcome.failures))
+        _say_failed_run("demo ingest failed", outcome)
         return EXIT_FAILED
     from orchestration.ingestion.report import format_report
 
@@ -521,12 +520,7 @@ def cmd_demo(args: argparse.Namespace, cfg: Settings) -> int:
          f" {key} ...")
     outcome = run_job(cfg, "publish_job" if can_publish else "billing_job", partition_key=key)
     if not outcome.success:
-        _say(f"demo billing of {key} failed:")
-        for failure in outcome.failures:
-            if not failure.startswith(CHECK_FAILED):
-                _say("  " + failure)
-        for check in outcome.failed_checks:
-            _say(f"  - failed check {check}")
+        _say_failed_run(f"demo billing of {key} failed", outcome, publishing=can_publish)
         return EXIT_FAILED
     _say_checks(outcome)
     if can_publish:

@@ -24,3 +24,12 @@
 {% macro duckdb__add_months(date_expression, months) -%}
     cast(({{ date_expression }}) + to_months({{ months }}) as date)
 {%- endmacro %}
+
+{#- Whether a catalog row with an [effective_from, effective_to) range (rates, commitments) is in
+    effect on a DATE: from effective_from, up to but not including effective_to (open when null).
+    The one rule for dates in effect (contract section 3), as orchestration/lib/catalog.py
+    applies it in Python. `row` is the row's relation alias. -#}
+{% macro in_effect_on(row, day) -%}
+    {{ row }}.effective_from <= {{ day }}
+    and ({{ row }}.effective_to is null or {{ row }}.effective_to > {{ day }})
+{%- endmacro %}

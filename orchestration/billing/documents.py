@@ -141,11 +141,10 @@ def invoice_html(doc: dict) -> str:
         seller_lines.append(f"Tax ID {e(seller['tax_id'])}")
     rows = []
     for ln in doc["lines"]:
-        label = ln["product_item"] or ("Minimum commitment" if ln["line_type"] ==
-                                       "minimum_commitment" else "Adjustment")
-        if ln["line_type"] == "adjustment":
-            label = f"{label} (adjustment)"
-        detail = _line_detail(ln, ln["product_item"] or label)
+        name = ln["product_item"] or ("Minimum commitment" if ln["line_type"] ==
+                                      "minimum_commitment" else "Adjustment")
+        detail = _line_detail(ln, name)
+        label = f"{name} (adjustment)" if ln["line_type"] == "adjustment" else name
         qty = "" if ln["quantity"] is None else f"{ln['quantity']} {e(ln['unit'] or '')}"
         rows.append(
             f"<tr class='{e(ln['line_type'])}'><td>{ln['line_number']}</td><td>{e(label)}"

@@ -59,6 +59,7 @@ import duckdb
 from orchestration.billing import pricer as pricer_lib
 from orchestration.lib import catalog as catalog_lib
 from orchestration.lib.periods import next_period
+from orchestration.lib.readers import format_quantity
 
 CHECK_NAMES = (
     "landed_file_counts",
@@ -100,15 +101,11 @@ def blocking_failures(results: Iterable[CheckResult]) -> list[CheckResult]:
 
 # --------------------------------------------------------------------------- formatting
 def _plain(value: Decimal | None) -> str | None:
-    """A decimal as plain text without trailing zeros (``1506.500000000000`` -> ``1506.5``)."""
+    """A decimal as plain text without trailing zeros (``1506.500000000000`` -> ``1506.5``);
+    None stays None and every zero is ``0``."""
     if value is None:
         return None
-    if value == 0:
-        return "0"
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    return "0" if value == 0 else format_quantity(value)
 
 
 def _money(value: Decimal | None, minor_unit: int | None) -> str | None:
@@ -831,24 +828,23 @@ def check_table_expectations(run: _Run) -> CheckResult:
     from great_expectations.expectations.row_conditions import Column as GxColumn
     imported = time.perf_counter()
 
+    def minor_units(amount: str, name: str) -> str:
+        """``<name>_minor``: the amount in integer minor units, and ``<name>_is_whole_minor``."""
+        minor = f"{amount} * c.scale_factor"
+        return (f"try_cast({minor} as bigint) as {name}_minor, "
+                f"coalesce({minor} = try_cast({minor} as bigint), false) as {name}_is_whole_minor")
+
     params = {"period": run.start}
-    invoices = run.con.execute("""
+    invoices = run.con.execute(f"""
         select i.invoice_id, i.customer_id, i.status, i.currency, i.line_count,
-               i.invoice_number,
-               try_cast(i.total * c.scale_factor as bigint) as total_minor,
-               coalesce(i.total * c.scale_factor
-                        = try_cast(i.total * c.scale_factor as bigint), false)
-                   as total_is_whole_minor
+               i.invoice_number, {minor_units("i.total", "total")}
         from marts.fct_invoices as i
         left join temp._recon_currencies as c on c.currency = i.currency
         where i.billing_period_start = $period
     """, params).df()
-    lines = run.con.execute("""
+    lines = run.con.execute(f"""
         select l.invoice_id, l.line_number, l.line_type, l.currency, l.product_item_id,
-               try_cast(l.amount * c.scale_factor as bigint) as amount_minor,
-               coalesce(l.amount * c.scale_factor
-                        = try_cast(l.amount * c.scale_factor as bigint), false)
-                   as amount_is_whole_minor
+               {minor_units("l.amount", "amount")}
         from marts.fct_invoice_lines as l
         left join temp._recon_currencies as c on c.currency = l.currency
         where l.billing_period_start = $period

@@ -881,20 +881,28 @@ order by u.customer_id, u.product_item_id
 # Landed events of any month whose customer or meter is no longer in the catalog: every month's
 # meter usage keeps them, so billing any month needs the rows back.
 REMOVED_SQL = """
-select 'customers.csv' as file, 'customer_id' as field, e.customer_id as id, count(*) as n,
-       min(e.event_id) as first_event_id, strftime(min(e.event_at), '%Y-%m') as first_month,
-       strftime(max(e.event_at), '%Y-%m') as last_month
-from raw.usage_events as e
-where not exists (select 1 from _meterline_check_customers as c
-                  where c.customer_id = e.customer_id)
-group by e.customer_id
-union all
-select 'meters.csv', 'meter_id', e.meter_id, count(*), min(e.event_id),
-       strftime(min(e.event_at), '%Y-%m'), strftime(max(e.event_at), '%Y-%m')
-from raw.usage_events as e
-where not exists (select 1 from _meterline_check_meters as m where m.meter_id = e.meter_id)
-group by e.meter_id
-order by 1, 3
+with pairs as materialized (  -- one pass over the landed events
+    select customer_id, meter_id, count(*) as n, min(event_id) as first_event_id,
+           min(event_at) as first_at, max(event_at) as last_at
+    from raw.usage_events
+    group by customer_id, meter_id
+),
+removed as (
+    select 'customers.csv' as file, 'customer_id' as field, customer_id as id, pairs.*
+    from pairs
+    where not exists (select 1 from _meterline_check_customers as c
+                      where c.customer_id = pairs.customer_id)
+    union all
+    select 'meters.csv', 'meter_id', meter_id, pairs.*
+    from pairs
+    where not exists (select 1 from _meterline_check_meters as m
+                      where m.meter_id = pairs.meter_id)
+)
+select file, field, id, sum(n), min(first_event_id), strftime(min(first_at), '%Y-%m'),
+       strftime(max(last_at), '%Y-%m')
+from removed
+group by file, field, id
+order by file, id
 """
 
 

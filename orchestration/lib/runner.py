@@ -201,6 +201,8 @@ def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
+            if error and error.cls_name == "DagsterAssetCheckFailedError":
+                continue  # the step of failed blocking checks: each is in failed_checks below
             message = error.message.strip() if error else "failed"
             user = getattr(event.step_failure_data, "user_failure_data", None)
             if user and user.description:

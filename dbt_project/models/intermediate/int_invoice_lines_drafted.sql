@@ -41,9 +41,8 @@ late_usage_adjustments as (
 
 commitments_in_effect as (
 
-    select * from {{ ref('stg_catalog__commitments') }}
-    where effective_from <= {{ billing_period_start() }}
-        and (effective_to is null or effective_to > {{ billing_period_start() }})
+    select * from {{ ref('stg_catalog__commitments') }} as commitments
+    where {{ in_effect_on('commitments', billing_period_start()) }}
 
 ),
 

@@ -210,8 +210,7 @@ commitment_true_ups as (
         on restated_periods.customer_id = recipients.customer_id
     inner join commitments
         on restated_periods.customer_id = commitments.customer_id
-        and commitments.effective_from <= restated_periods.usage_period_start
-        and (commitments.effective_to is null or commitments.effective_to > restated_periods.usage_period_start)
+        and {{ in_effect_on('commitments', 'restated_periods.usage_period_start') }}
     left join restated_subtotals
         on restated_periods.customer_id = restated_subtotals.customer_id
         and restated_periods.usage_period_start = restated_subtotals.usage_period_start

@@ -110,8 +110,7 @@ candidates as (
         and customers.currency = rates.currency
         and (rates.customer_id is null or rates.customer_id = item_usage.customer_id)
         -- in effect on the usage period's first day
-        and rates.effective_from <= item_usage.usage_period_start
-        and (rates.effective_to is null or rates.effective_to > item_usage.usage_period_start)
+        and {{ in_effect_on('rates', 'item_usage.usage_period_start') }}
 
 ),
 
