@@ -8,10 +8,11 @@ from dagster_dbt import DbtCliResource
 from orchestration.billing.assets import billing_models, price_book, publish_invoices
 from orchestration.billing.checks import reconciliation
 from orchestration.billing.jobs import billing_job, ingest_job, publish_job
-from orchestration.billing.project import dbt_executable, dbt_project
+from orchestration.billing.project import dbt_project, dbt_run_executable
 from orchestration.billing.schedules import monthly_close
 from orchestration.ingestion.assets import landed_events
 from orchestration.ingestion.sensors import landing_files
+from orchestration.progress import meterline_progress
 from orchestration.resources import MeterlineResource
 
 defs = dg.Definitions(
@@ -22,9 +23,10 @@ defs = dg.Definitions(
     sensors=[landing_files],
     resources={
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir),
-                              dbt_executable=dbt_executable()),
+                              dbt_executable=dbt_run_executable()),
         "meterline": MeterlineResource(),
     },
+    loggers={"meterline_progress": meterline_progress, "console": dg.colored_console_logger},
     # One writer on the DuckDB file: steps run in this process, one at a time.
     executor=dg.in_process_executor,
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,11 +46,11 @@ class MeterlineResource(dg.ConfigurableResource):
     def refresh_snapshot(self) -> Path:
         """Publish a read-only copy of the warehouse for readers (`invoices`, `explain`, the
         notebook) by an atomic rename. Called at the end of every writing step, while it still
-        holds the `duckdb` pool slot and after its connection is closed."""
+        holds the `duckdb` pool slot and after its connection is closed.
+
+        Skipped when the warehouse has not changed since the last snapshot; checks the free
+        space first (`diskspace.DiskFull`, nothing written); on any error the old snapshot stays
+        and no temporary copy is left (warehouse.publish_snapshot)."""
         cfg = self.settings()
-        target = cfg.snapshot_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".duckdb.tmp")
-        shutil.copyfile(cfg.warehouse_path, tmp)
-        os.replace(tmp, target)
-        return target
+        warehouse.publish_snapshot(cfg.warehouse_path, cfg.snapshot_path)
+        return cfg.snapshot_path

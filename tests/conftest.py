@@ -12,6 +12,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "conformance"
+# One pinned clock for the whole suite (orchestration/lib/clock.py): no test depends on today's
+# date or the machine's time zone. The default is the hardest day, the 1st of a month inside the
+# grace period; `METERLINE_TEST_NOW=2026-11-17T12:00:00Z pytest` runs the suite on another day
+# (.ci/run does both). Each `meterline` command started by a test gets the pinned clock's current
+# reading, so instants recorded by successive commands keep their order.
+PINNED_NOW = os.environ.get("METERLINE_TEST_NOW") or "2026-12-01T05:00:00Z"
+os.environ["METERLINE_NOW"] = PINNED_NOW
 MISSING_SHARED = (
     f"{SHARED} is absent: the conformance cases live in the workspace's shared/ folder next to "
     "the repository (a clone outside that workspace cannot run them)"
@@ -23,12 +30,21 @@ def meterline_bin() -> str:
     return str(candidate) if candidate.exists() else "meterline"
 
 
+def pinned_now() -> str:
+    """The pinned clock's reading now, as METERLINE_NOW text."""
+    from orchestration.lib import clock
+
+    os.environ["METERLINE_NOW"] = PINNED_NOW
+    return clock.now().isoformat()
+
+
 def run_meterline(args: list[str], *, home: Path, catalog: Path, cwd: Path,
                   env: dict[str, str] | None = None, timeout: int = 600
                   ) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("METERLINE_", "DAGSTER_"))}
-    full_env.update({"METERLINE_HOME": str(home), "METERLINE_CATALOG_DIR": str(catalog)})
+    full_env.update({"METERLINE_HOME": str(home), "METERLINE_CATALOG_DIR": str(catalog),
+                     "METERLINE_NOW": pinned_now()})
     full_env.update(env or {})
     return subprocess.run([meterline_bin(), *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout, check=False)
@@ -56,6 +72,7 @@ def home_env(monkeypatch):
         monkeypatch.setenv("METERLINE_HOME", str(home))
         monkeypatch.setenv("METERLINE_CATALOG_DIR", str(catalog))
         monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+        monkeypatch.setenv("METERLINE_NOW", PINNED_NOW)
         runner.prepare_instance(load())  # writes the home's dagster.yaml
         return dg.DagsterInstance.get()
     return use

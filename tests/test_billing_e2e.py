@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import run_meterline
+from tests.conftest import pinned_now, run_meterline
 from tests.handmade import CATALOG, EXPECTED, make_home
 
 
@@ -235,6 +235,7 @@ def test_dagster_ui_shows_the_cli_runs_and_billing_assets(october_utc, october_h
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
+    env["METERLINE_NOW"] = pinned_now()
     env["METERLINE_HOME"] = str(october_home / "home")
     env["METERLINE_CATALOG_DIR"] = str(october_home / "catalog")
     proc = subprocess.Popen([meterline_bin(), "ui", "--port", str(port)], env=env,
@@ -323,6 +324,7 @@ def test_two_writers_at_once_wait_for_each_other(october_utc, october_home):
         {"event_id": "more-1", "customer_id": "hm_jpy", "meter": "calls", "value": 1,
          "timestamp": "2026-11-02T00:00:00Z"}) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
+    env["METERLINE_NOW"] = pinned_now()
     env.update(METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(cat))
     bill = subprocess.Popen([meterline_bin(), "bill", "--period", "2026-11"], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, meterline_bin, run_meterline
+from tests.conftest import REPO, meterline_bin, pinned_now, run_meterline
 from tests.handmade import CATALOG, EXPECTED, make_home
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -148,6 +148,7 @@ def dagster_ui(published: Published) -> Iterator[str]:
     Stopped with SIGINT (then killed after 30 s) whatever happens."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
+    env["METERLINE_NOW"] = pinned_now()
     env["METERLINE_HOME"] = str(published.home)
     env["METERLINE_CATALOG_DIR"] = str(published.catalog)
     log_path = published.home.parent / f"ui-{port}.log"

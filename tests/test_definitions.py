@@ -67,3 +67,18 @@ def test_reconciliation_checks_are_blocking_checks_of_the_marts_they_prove():
     singular = [k for k in graph.asset_check_keys if k.name.startswith("assert_")]
     assert len(singular) == 9
     assert all(graph.get_check_spec(k).description for k in singular)
+
+
+def test_ui_facing_definitions():
+    """Reconciliation checks are partitioned by month (the UI shows the month each evaluation
+    proved); the ingest assets may be skipped (no 0-row materialization); publishing guards
+    itself against runs of more than one month."""
+    from orchestration.billing.assets import monthly_partitions, publish_invoices
+    from orchestration.billing.checks import reconciliation
+    from orchestration.ingestion.assets import landed_events
+
+    assert reconciliation.partitions_def is monthly_partitions
+    assert all(spec.partitions_def is monthly_partitions for spec in reconciliation.check_specs)
+    assert all(spec.skippable for spec in landed_events.specs)
+    assert publish_invoices.backfill_policy == dg.BackfillPolicy.multi_run(1)
+    assert monthly_partitions.get_first_partition_key() == "2020-01"  # no METERLINE_FIRST_PERIOD

@@ -751,7 +751,7 @@ def test_csv_layouts(home: Home) -> None:
     home.put("a.csv", csv_text)
     home.put("b.csv", f"event_id,customer_id,meter,timestamp\nb1,c1,s,{TS}\nb2,c1,n,\n")
     home.put("c.csv", f"event_id,customer_id,value\nc9,c1,1\n")  # no meter/timestamp columns
-    home.put("d.csv", "")
+    home.put("d.csv", "\r\n\r\n")  # blank lines only (an empty file is skipped: hardening tests)
     home.put("e.csv", "event_id,event_id,customer_id,meter,timestamp\n")
     home.put("f.csv", f"event_id,customer_id,meter,timestamp\nf1,c1,s,{TS}\nf2,c1,s,\"{TS}\n"
                       f"f3,c1,s,{TS}\n")
@@ -894,7 +894,8 @@ def test_report_document_and_table(home: Home) -> None:
     r = home.ingest(LK, run_id="the-run")
     d = json.loads(json.dumps(r.to_dict()))
     assert set(d) == {"ingest_run_id", "files", "already_landed", "unreadable", "relanded",
-                      "totals"}
+                      "totals", "skipped", "out_of_range_months"}
+    assert d["skipped"] == [] and d["out_of_range_months"] == {}
     assert d["ingest_run_id"] == "the-run"
     assert d["files"] == [{
         "source_file": "a.jsonl", "sha256": d["files"][0]["sha256"], "format": "jsonl",

@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 
 from orchestration.billing.project import ensure_manifest
-from tests.conftest import meterline_bin, run_meterline
+from tests.conftest import meterline_bin, pinned_now, run_meterline
 from tests.handmade import EXPECTED, make_home
 
 ensure_manifest()
@@ -91,6 +91,7 @@ def _bill_in_background(tmp_path: Path, home_env, period: str, **popen):
     assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
     instance = home_env(home, cat)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
+    env["METERLINE_NOW"] = pinned_now()
     env.update(METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(cat))
     bill = subprocess.Popen([meterline_bin(), "bill", "--period", period], env=env, cwd=cwd,
                             **popen)

@@ -59,3 +59,27 @@ def test_sensor_requests_an_ingest_only_when_landing_changes(monkeypatch, tmp_pa
     with dg.build_sensor_context(cursor=cursor) as context:
         second = landing_files(context)
         assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
+
+
+def test_schedule_skips_a_month_before_the_uis_first_partition():
+    """Under `meterline ui` the partitions may start later (METERLINE_FIRST_PERIOD, read when the
+    definitions load, so in a process of its own): the tick skips, naming the CLI command."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from datetime import UTC, datetime\n"
+            "import dagster as dg\n"
+            "from orchestration.billing.project import ensure_manifest; ensure_manifest()\n"
+            "from orchestration.billing.schedules import monthly_close\n"
+            "with dg.build_schedule_context(scheduled_execution_time="
+            "datetime(2026, 11, 2, 2, tzinfo=UTC)) as context:\n"
+            "    result = monthly_close(context)\n"
+            "print(type(result).__name__, getattr(result, 'skip_message', ''))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
+                          env={**env, "METERLINE_FIRST_PERIOD": "2026-11"}, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.stdout.startswith("SkipReason 2026-10 is before 2026-11"), done.stderr[-2000:]
+    assert "meterline bill --period 2026-10 --publish" in done.stdout

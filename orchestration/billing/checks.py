@@ -13,14 +13,14 @@ itself). The table is the audit trail of what was proved before each publication
 
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import dagster as dg
 import duckdb
 
 from orchestration.billing.reconcile import CHECK_NAMES, NON_BLOCKING, CheckResult, run_checks
 from orchestration.lib import catalog as catalog_lib
-from orchestration.lib import periods
+from orchestration.lib import clock, periods
 from orchestration.resources import DUCKDB_POOL, MeterlineResource
 
 #: The mart each check proves (checks show on that asset in the UI).
@@ -81,11 +81,27 @@ def unproved(con: duckdb.DuckDBPyConnection, run_id: str, period_start) -> list[
     return problems
 
 
+def _monthly_check_specs() -> list[dg.AssetCheckSpec]:
+    """One spec per check, partitioned by month like the marts they prove, so each evaluation
+    records the month it proved (the UI's check history shows the partition; Dagster 1.13
+    supports AssetCheckSpec(partitions_def=...) as a preview feature, whose warning is
+    silenced here rather than printed by every command)."""
+    import warnings
+
+    from orchestration.billing.assets import monthly_partitions
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [dg.AssetCheckSpec(name, asset=CHECK_TARGETS[name],
+                                  blocking=name in BLOCKING_CHECKS,
+                                  description=CHECK_DESCRIPTIONS[name],
+                                  partitions_def=monthly_partitions)
+                for name in CHECK_NAMES]
+
+
 @dg.multi_asset_check(
     name="reconciliation",
-    specs=[dg.AssetCheckSpec(name, asset=CHECK_TARGETS[name], blocking=name in BLOCKING_CHECKS,
-                             description=CHECK_DESCRIPTIONS[name])
-           for name in CHECK_NAMES],
+    specs=_monthly_check_specs(),
     pool=DUCKDB_POOL,
     description="Re-derive the month from raw events and the catalog CSVs, independently of "
     "the dbt models, and compare (orchestration/billing/reconcile.py).",
@@ -96,7 +112,7 @@ def reconciliation(context: dg.AssetCheckExecutionContext, meterline: MeterlineR
     catalog = catalog_lib.load_catalog(cfg.catalog_dir)
     with meterline.writer() as con:
         results = run_checks(con, catalog, period_start)
-        record(con, context.run.run_id, period_start, results, datetime.now(UTC))
+        record(con, context.run.run_id, period_start, results, clock.now())
     meterline.refresh_snapshot()
     for result in results:
         context.log.info(f"check {result}")
@@ -106,7 +122,7 @@ def reconciliation(context: dg.AssetCheckExecutionContext, meterline: MeterlineR
             passed=result.passed,
             severity=(dg.AssetCheckSeverity.ERROR if result.blocking
                       else dg.AssetCheckSeverity.WARN),
-            description=result.summary,
+            description=f"{periods.period_key(period_start)}: {result.summary}",
             metadata={"billing_period": periods.period_key(period_start),
                       "summary": result.summary,
                       "figures": dg.MetadataValue.json(result.figures)},

@@ -180,32 +180,49 @@ billing period {e(_inclusive(period['start'], period['end']))} &middot; {e(doc['
 """
 
 
-def write_documents(invoices: list[dict], *, folder: Path, parsed: catalog_lib.Parsed,
-                    seller: dict[str, str], currencies: dict[str, int]) -> list[Path]:
-    """Write every document of a period (atomically per file: temp file, then rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+def render_documents(invoices: list[dict], *, parsed: catalog_lib.Parsed,
+                     seller: dict[str, str], currencies: dict[str, int]) -> dict[str, str]:
+    """Every document of a period as ``{file name: text}``: ``<invoice_id>.json`` and
+    ``.html`` per invoice and the period's ``index.html``. Publishing keeps these texts in the
+    ledger (billing.published_documents) in the same transaction as the invoices, so the files
+    written afterwards, and any rewritten after a kill, are exactly what was published."""
+    texts: dict[str, str] = {}
     index_rows = []
     for invoice in invoices:
         doc = invoice_document(invoice, parsed=parsed, seller=seller,
                                minor_unit=currencies.get(invoice["currency"], 2))
-        for suffix, text in (("json", json.dumps(doc, indent=2) + "\n"),
-                             ("html", invoice_html(doc))):
-            target = folder / f"{invoice['invoice_id']}.{suffix}"
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
-            written.append(target)
+        texts[f"{invoice['invoice_id']}.json"] = json.dumps(doc, indent=2) + "\n"
+        texts[f"{invoice['invoice_id']}.html"] = invoice_html(doc)
         index_rows.append(
             f"<tr><td><a href='{html.escape(invoice['invoice_id'])}.html'>"
             f"{html.escape(doc['invoice_number'])}</a></td><td>{html.escape(doc['customer']['customer_id'])}"
             f"</td><td class=num>{html.escape(doc['currency'])} {html.escape(doc['total'])}</td></tr>")
     if invoices:
         start: date = invoices[0]["billing_period_start"]
-        (folder / "index.html").write_text(
+        texts[INDEX] = (
             f"<!doctype html><html><head><meta charset=utf-8><title>Invoices "
             f"{periods.period_key(start)}</title><style>{_CSS}</style></head><body>"
             f"<h1>Invoices {periods.period_key(start)}</h1><table><thead><tr><th>Number</th>"
             f"<th>Customer</th><th class=num>Total</th></tr></thead><tbody>{''.join(index_rows)}"
-            f"</tbody></table></body></html>\n", encoding="utf-8")
+            f"</tbody></table></body></html>\n")
+    return texts
+
+
+INDEX = "index.html"
+
+
+def write_files(folder: Path, texts: dict[str, str]) -> list[Path]:
+    """Write documents atomically, each through a temporary file and a rename, so a kill never
+    leaves a half-written document (only, at worst, a ``.tmp`` that the next write replaces)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in texts.items():
+        target = folder / name
+        tmp = target.with_name(target.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        written.append(target)
     return written

@@ -27,6 +27,14 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def dbt_run_executable() -> str:
+    """What the Dagster dbt resource starts: `meterline-dbt`, the same dbt, but dying with the
+    process that started it (a `kill -9` of `meterline bill` never leaves dbt holding the
+    warehouse's lock). Falls back to dbt itself where the wrapper is not installed."""
+    candidate = Path(sys.executable).with_name("meterline-dbt")
+    return str(candidate) if candidate.exists() else dbt_executable()
+
+
 def _newest_source_mtime() -> float:
     newest = 0.0
     for folder in ("models", "macros", "tests", "seeds"):

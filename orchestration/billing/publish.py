@@ -12,7 +12,7 @@ refusal can name exactly the rows that changed."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.billing import ledger
 from orchestration.lib import catalog as catalog_lib
 from orchestration.lib import periods
 
@@ -187,13 +188,29 @@ def check_grace(period_start: date, grace_hours: int, now: datetime) -> None:
             f"late events; METERLINE_GRACE_HOURS); nothing was written")
 
 
+def refuse_tampered(con: duckdb.DuckDBPyConnection, invoices_dir: Path) -> None:
+    """Publishing builds on the published ledger (numbers, late-usage restatements): refuse
+    while it fails verification. Documents a killed publish left unwritten do not count."""
+    tampered = ledger.verify(con, invoices_dir).tampered
+    if tampered:
+        raise PublishRefused(
+            f"the published ledger fails verification ({len(tampered)} finding(s); "
+            f"`meterline verify` lists them); nothing was written. The first: {tampered[0]}",
+            [str(f) for f in tampered[:50]])
+
+
 def publish(con: duckdb.DuckDBPyConnection, *, parsed: catalog_lib.Parsed, period_start: date,
-            now: datetime, grace_hours: int, failed_checks: list[str]) -> PublishResult:
-    """Append P's drafts (already built and reconciled in this run) to billing.*, atomically.
+            now: datetime, grace_hours: int, failed_checks: list[str], invoices_dir: Path,
+            render: Callable[[list[dict]], dict[str, str]]) -> PublishResult:
+    """Append P's drafts (already built and reconciled in this run) to billing.*, atomically,
+    with their documents (``render``: published invoices -> ``{file name: text}``) and seals.
 
     ``failed_checks`` are the blocking reconciliation checks that failed in this run, one line
-    each with their figures: any of them refuses publishing."""
+    each with their figures: any of them refuses publishing, as does a ledger that fails
+    verification."""
     key = periods.period_key(period_start)
+    con.execute(ledger.DDL)
+    refuse_tampered(con, invoices_dir)
     if is_published(con, period_start):
         changed = changed_catalog_rows(con, parsed, period_start)
         if changed:
@@ -244,6 +261,7 @@ def publish(con: duckdb.DuckDBPyConnection, *, parsed: catalog_lib.Parsed, perio
                     [period_start, now, count, print_])
         con.executemany("insert into billing.published_catalog_rows values (?, ?, ?)",
                         [(period_start, k, v) for k, v in sorted(rows.items())])
+        ledger.seal_period(con, period_start, render(published_documents(con, period_start)))
         con.execute("commit")
     except Exception:
         con.execute("rollback")

@@ -29,8 +29,16 @@ def month_to_close(scheduled_at) -> tuple[str, bool]:
              description="Publish the previous month at the first 02:00 UTC after its grace "
              "period (the 2nd with the default 24 h).")
 def monthly_close(context: dg.ScheduleEvaluationContext):
+    from orchestration.billing.assets import FIRST_PERIOD_ENV, monthly_partitions
+
     key, ready = month_to_close(context.scheduled_execution_time)
     if not ready:
         return dg.SkipReason(f"{key} is still in its grace period")
+    first = monthly_partitions.get_first_partition_key()
+    if first is None or key < first:  # the UI's partitions start later (METERLINE_FIRST_PERIOD)
+        return dg.SkipReason(
+            f"{key} is before {first}, the first partition of this code location "
+            f"({FIRST_PERIOD_ENV}): publish it with meterline bill --period {key} --publish, "
+            f"or restart meterline ui once its events have landed")
     return dg.RunRequest(run_key=f"publish-{key}", partition_key=key,
                          tags={"meterline/source": "schedule"})

@@ -2,13 +2,13 @@
 
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
 from orchestration.ingestion import landing
 from orchestration.lib import catalog as catalog_lib
+from orchestration.lib import clock
 from orchestration.resources import DUCKDB_POOL, MeterlineResource
 
 
@@ -22,10 +22,12 @@ class IngestConfig(dg.Config):
         dg.AssetSpec(
             ["raw", "usage_events"], group_name="ingestion",
             description="Every landed usage event, exact values, UTC instants (CONTRACT.md s2).",
+            skippable=True,  # not materialized by a run that found nothing new
         ),
         dg.AssetSpec(
             ["raw", "quarantined_events"], group_name="ingestion",
             description="Rejected rows with their reason; nothing is dropped silently.",
+            skippable=True,
         ),
     ],
     pool=DUCKDB_POOL,
@@ -45,12 +47,12 @@ def landed_events(context: dg.AssetExecutionContext, config: IngestConfig,
         )
     customers, meters = catalog_lib.ingest_lookup(catalog)
     paths = [Path(p) for p in config.paths] or None
-    run_id = f"ing-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_id = f"ing-{clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     with meterline.writer() as con:
         report = landing.ingest(
             con, landing_dir=cfg.landing_dir, paths=paths,
             lookup=landing.Lookup(customers=customers, meters=meters),
-            run_id=run_id, now=datetime.now(UTC), progress=context.log.info,
+            run_id=run_id, now=clock.now(), progress=context.log.info,
         )
     meterline.refresh_snapshot()
     doc = report.to_dict()
@@ -63,6 +65,14 @@ def landed_events(context: dg.AssetExecutionContext, config: IngestConfig,
         "rows_quarantined": totals["quarantined"],
         "files_unreadable": len(doc["unreadable"]),
     }
+    relanded = doc["relanded"]
+    if not doc["files"] and not relanded["landed"] and not relanded["duplicates"]:
+        # Nothing new was read (every file landed before, or none could be read): the raw
+        # tables did not change, so the latest materialization keeps describing them. The
+        # report is kept as an observation (the run's events, the asset's timeline).
+        yield dg.AssetObservation(asset_key=["raw", "usage_events"],
+                                  metadata={**meta, "nothing_new": True})
+        return
     yield dg.MaterializeResult(asset_key=["raw", "usage_events"], metadata=meta)
     yield dg.MaterializeResult(
         asset_key=["raw", "quarantined_events"],

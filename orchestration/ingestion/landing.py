@@ -11,7 +11,9 @@ How one call works:
 1. Files are listed (``paths`` in the order given, a directory expanding to its files; else
    everything under ``landing_dir``, by the byte order of the relative path) and hashed
    (SHA-256). A file whose content is in ``raw.landed_files``, or was staged earlier in the same
-   call, is skipped and reported in ``already_landed``.
+   call, is skipped and reported in ``already_landed``. Entries that are never read are reported
+   in ``skipped`` (``source_file``, ``reason``) and do not make the run fail (see "What is read").
+   ``raw.ingest_runs`` gets no row for a run that only skipped entries.
 2. Each remaining file is *staged*: one ``INSERT ... SELECT`` turns its rows into a uniform shape
    in a temp table (per field: what kind of value it held, and its text). JSONL and CSV are read
    as text (``read_text``, split into lines; ``.jsonl.gz`` is decompressed to a temp file first)
@@ -25,7 +27,44 @@ How one call works:
    checked by one CASE in contract order, duplicates are decided (the first landed copy of an
    ``event_id`` wins: existing ``raw.usage_events`` first, then this run's order), and all tables
    are written, with ``raw.landed_files`` and ``raw.ingest_runs`` rows. Any error rolls all of it
-   back.
+   back. The same transaction counts, in one aggregate over the run's outcome table, the rows it
+   landed (from files or re-checked) dated before ``PARTITION_START`` (2020-01) or after the
+   month of ``now``: ``out_of_range_months`` (``{"1969-12": 3, "9999-01": 1}``, UTC months).
+   They are valid events (CONTRACT.md section 2 puts no bound on the date) and stay in
+   ``raw.usage_events``, but ``bill`` cannot reach their month (before 2020-01 never; a future
+   month once it has started), so the report says so.
+
+What is read (landing/ is written by producers; nothing in it is followed or trusted):
+
+* Under ``landing_dir`` (and under a directory given in ``paths``) entries are judged by
+  ``lstat`` before anything is opened. Only regular files named like event files are read, and
+  only when their resolved path is still inside that directory. A symlink (to a file or a
+  directory, outside or inside) is skipped, ``symlink (not followed)``; a FIFO, socket or device
+  named like an event file is skipped, ``not a regular file (a FIFO)`` (never opened: a FIFO
+  would block the run). A real directory is walked whatever its name (``events.parquet/`` holding
+  part files lands its parts). A name that is not UTF-8 is skipped (``rename it``), shown
+  escaped. Files are then opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked again with
+  ``fstat``, so an entry swapped since the listing is skipped, not followed.
+* A file given explicitly in ``paths`` is read as given (a symlink is followed), but must be a
+  regular file: otherwise it is ``unreadable`` (``not a regular file (a FIFO): give a regular
+  file``), as are missing files and other extensions.
+* An empty file (0 bytes, any accepted suffix, listed or given) is skipped with reason
+  ``empty file (0 bytes): nothing to land``, on every run: it is not recorded in
+  ``raw.landed_files`` (all empty files share one SHA-256, so recording one would report the next
+  as "landed before"), and not unreadable. Likewise a ``.jsonl.gz`` whose stream decompresses to
+  nothing: ``empty file (the gzip stream decompresses to 0 bytes): nothing to land``. A file with
+  only blank lines, or a CSV with only a header, is not empty: it lands 0 rows.
+* Invalid UTF-8 (JSONL, gzip content, CSV): the contract says nothing about encodings; its rules
+  are about rows, and a quarantined row keeps "the row as text", which such a row is not. A file
+  with an invalid byte is almost always a whole file in another encoding (Latin-1, UTF-16), so the
+  file is unreadable as a whole, as any unreadable file: nothing lands, it is not recorded, it is
+  retried on the next run, and ``ingest`` exits 1. The message names the file, the 1-based line and
+  the 0-based byte offset of the first invalid byte (of the decompressed content for
+  ``.jsonl.gz``) and says to re-encode the file as UTF-8. The offset is found only once DuckDB
+  has rejected the file, by decoding it in 1 MiB chunks and counting newlines with
+  ``bytes.count`` (bounded memory, no Python loop over lines).
+* Reports print file names through ``report.escape_name`` (control characters as ``\\n``,
+  ``\\t``, ``\\x1b``); the JSON document keeps the real names.
 
 Exact values: every value becomes decimal *text* first (a JSON string; a JSON number's own token
 taken from the line; a CSV cell; a Parquet VARCHAR, integer or DECIMAL as text, a Parquet DOUBLE
@@ -87,20 +126,25 @@ Decisions where the contract is silent:
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from orchestration.ingestion.report import escape_name, out_of_range_lines, skipped_lines
+from orchestration.lib.periods import PARTITION_START, next_period
 
 ACCEPTED_SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".parquet")
 REASONS = (
@@ -237,6 +281,17 @@ class Unreadable:
 
 
 @dataclass
+class Skipped:
+    """An entry that was not read at all (a symlink, a special file, an empty file...)."""
+
+    source_file: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source_file": self.source_file, "reason": self.reason}
+
+
+@dataclass
 class Relanded:
     checked: int = 0
     landed: int = 0
@@ -261,6 +316,9 @@ class IngestReport:
     already_landed: list[AlreadyLanded] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
     relanded: Relanded = field(default_factory=Relanded)
+    skipped: list[Skipped] = field(default_factory=list)
+    # landed events (this run) dated before PARTITION_START or after the current month: YYYY-MM
+    out_of_range_months: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -283,6 +341,8 @@ class IngestReport:
             "unreadable": [u.to_dict() for u in self.unreadable],
             "relanded": self.relanded.to_dict(),
             "totals": self.totals(),
+            "skipped": [s.to_dict() for s in self.skipped],
+            "out_of_range_months": dict(self.out_of_range_months),
         }
 
     def format_table(self) -> str:
@@ -291,8 +351,8 @@ class IngestReport:
         if self.files:
             header = ("file", "format", "read", "landed", "duplicates", "quarantined")
             rows = [
-                (f.source_file, f.format, str(f.read), str(f.landed), str(f.duplicates),
-                 str(f.quarantined))
+                (escape_name(f.source_file), f.format, str(f.read), str(f.landed),
+                 str(f.duplicates), str(f.quarantined))
                 for f in self.files
             ]
             t = self.totals()
@@ -323,14 +383,16 @@ class IngestReport:
                 out.append(f"    still quarantined {reason}: {n}")
         if self.already_landed:
             out.append("skipped, content landed before:")
-            w = max(len(a.source_file) for a in self.already_landed)
+            w = max(len(escape_name(a.source_file)) for a in self.already_landed)
             for a in self.already_landed:
-                out.append(f"    {a.source_file:{w}}  same content as {a.first_landed_as} "
-                           f"(sha256 {a.sha256[:12]})")
+                out.append(f"    {escape_name(a.source_file):{w}}  same content as "
+                           f"{escape_name(a.first_landed_as)} (sha256 {a.sha256[:12]})")
+        out += skipped_lines([s.to_dict() for s in self.skipped])
         if self.unreadable:
             out.append("UNREADABLE, nothing landed from these files:")
             for u in self.unreadable:
-                out.append(f"    {u.source_file}: {u.error}")
+                out.append(f"    {escape_name(u.source_file)}: {escape_name(u.error)}")
+        out += out_of_range_lines(self.out_of_range_months)
         return "\n".join(out)
 
 
@@ -348,8 +410,22 @@ class _File:
     source_file: str
     fmt: str | None
     error: str | None = None
+    skip: str | None = None  # a reason not to read it at all (reported in ``skipped``)
+    follow: bool = False  # a path given explicitly may be a symlink (read as given)
     sha256: str = ""
     size: int = 0
+
+
+EMPTY_FILE = "empty file (0 bytes): nothing to land"
+EMPTY_GZIP = "empty file (the gzip stream decompresses to 0 bytes): nothing to land"
+SYMLINK = "symlink (not followed)"
+BAD_NAME = "the file name is not valid UTF-8: rename it"
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a directory"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a file")
 
 
 def _format_of(path: Path) -> str | None:
@@ -364,9 +440,56 @@ def _byte_key(p: Path) -> bytes:
     return os.fsencode(p.as_posix())
 
 
-def _files_under(directory: Path) -> list[Path]:
-    found = [p for p in directory.rglob("*") if p.is_file() and _format_of(p)]
-    return sorted(found, key=lambda p: _byte_key(p.relative_to(directory)))
+def _files_under(directory: Path) -> list[tuple[Path, str | None]]:
+    """The event files under ``directory`` (by byte order of the relative path), each with a
+    reason to skip it or None. Nothing is followed or opened: entries are judged by ``lstat``.
+    Symlinks (to files or directories, inside or outside) are skipped; so are FIFOs, sockets and
+    devices named like event files. Real subdirectories are walked whatever their name."""
+    root = os.path.realpath(directory)
+    found: list[tuple[Path, str | None]] = []
+    pending = [directory]
+    while pending:
+        d = pending.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as e:
+            found.append((d, f"cannot list the directory ({e.strerror or e})"))
+            continue
+        for entry in entries:
+            p = Path(entry.path)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue  # gone since the listing
+            if stat.S_ISLNK(st.st_mode):
+                if _format_of(p) or os.path.isdir(p):
+                    found.append((p, SYMLINK))
+            elif stat.S_ISDIR(st.st_mode):
+                pending.append(p)
+            elif _format_of(p):
+                found.append((p, _regular_file_problem(p, st, root)))
+    return sorted(found, key=lambda e: _byte_key(e[0].relative_to(directory)))
+
+
+def landable_files(directory: Path) -> list[Path]:
+    """The files under ``directory`` that an ingest would read: regular event files of an
+    accepted suffix (any case), really inside it, not empty. The landing sensor lists these, so
+    it and `ingest` never disagree on what is an event file."""
+    if not directory.is_dir():
+        return []
+    return [path for path, reason in _files_under(directory) if reason is None]
+
+
+def _regular_file_problem(p: Path, st: os.stat_result, root: str) -> str | None:
+    """Why a landing entry (judged by its ``lstat``) is not read, or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a regular file ({_kind(st.st_mode)})"
+    real = os.path.realpath(p)
+    if os.path.commonpath([real, root]) != root:
+        return "outside the landing directory once resolved (not followed)"
+    if st.st_size == 0:
+        return EMPTY_FILE
+    return None
 
 
 def _source_name(path: Path, landing_dir: Path) -> str:
@@ -376,35 +499,80 @@ def _source_name(path: Path, landing_dir: Path) -> str:
         return str(path)
 
 
+def _utf8_name(source: str) -> bool:
+    try:
+        source.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # os.fsdecode keeps undecodable bytes as lone surrogates
+        return False
+
+
+def _listed(p: Path, source: str, skip: str | None) -> _File:
+    f = _File(p, source, _format_of(p), skip=skip)
+    if not _utf8_name(source):
+        # a name that is not UTF-8 cannot be stored or sent as text: skipped, shown escaped
+        f.source_file = escape_name(source)
+        f.skip = skip or BAD_NAME
+    return f
+
+
 def _list_files(landing_dir: Path, paths: list[Path] | None) -> list[_File]:
     files: list[_File] = []
     if paths is None:
         if landing_dir.is_dir():
-            for p in _files_under(landing_dir):
-                files.append(_File(p, p.relative_to(landing_dir).as_posix(), _format_of(p)))
+            for p, skip in _files_under(landing_dir):
+                files.append(_listed(p, p.relative_to(landing_dir).as_posix(), skip))
         return files
     for given in paths:
         given = Path(given)
-        if given.is_dir():
-            for p in _files_under(given):
-                files.append(_File(p, _source_name(p, landing_dir), _format_of(p)))
+        try:
+            st: os.stat_result | None = os.stat(given)  # a given path is read as given
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            for p, skip in _files_under(given):
+                files.append(_listed(p, _source_name(p, landing_dir), skip))
             continue
-        f = _File(given, _source_name(given, landing_dir), _format_of(given))
-        if not given.exists():
+        f = _File(given, _source_name(given, landing_dir), _format_of(given), follow=True)
+        if not _utf8_name(f.source_file):
+            f.source_file = escape_name(f.source_file)
+            f.error = BAD_NAME
+        elif st is None:
             f.error = "no such file; check the path"
-        elif not given.is_file():
-            f.error = "not a regular file"
+        elif not stat.S_ISREG(st.st_mode):
+            f.error = f"not a regular file ({_kind(st.st_mode)}): give a regular file"
         elif f.fmt is None:
             f.error = ("not an accepted event file: the name must end in .jsonl, .jsonl.gz, "
                        ".csv or .parquet")
+        elif st.st_size == 0:
+            f.skip = EMPTY_FILE
         files.append(f)
     return files
 
 
-def _hash(path: Path) -> tuple[str, int]:
+class _NotRegular(Exception):
+    pass
+
+
+def _hash(path: Path, *, follow: bool) -> tuple[str, int]:
+    """SHA-256 and size. Opened without blocking (a FIFO swapped in since the listing does not
+    hang the run) and, for landing entries, without following a symlink; then checked to be a
+    regular file before a byte is read."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow:
+            raise _NotRegular(SYMLINK) from None
+        raise
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as fh:
+    with open(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _NotRegular(f"not a regular file ({_kind(mode)})")
         while chunk := fh.read(1 << 20):
             h.update(chunk)
             size += len(chunk)
@@ -730,6 +898,42 @@ class _Unreadable(Exception):
     pass
 
 
+class _Empty(Exception):
+    """Nothing to land (a gzip stream that decompresses to nothing): reported as skipped."""
+
+
+UTF8_SCAN_CHUNK = 1 << 20
+
+
+def _first_invalid_utf8(path: Path) -> tuple[int, int, int] | None:
+    """(1-based line, 0-based byte offset, byte value) of the first byte that is not valid
+    UTF-8, or None. Bounded memory and C-speed: the file is decoded in chunks (a character cut
+    by a chunk's end is carried to the next), and newlines are counted with ``bytes.count``."""
+    offset = 0  # bytes of the file before ``carry``
+    lines = 0  # newlines before ``offset``
+    carry = b""
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(UTF8_SCAN_CHUNK)
+            data = carry + chunk
+            if not data:
+                return None
+            try:
+                data.decode("utf-8")
+                good = len(data)
+            except UnicodeDecodeError as e:
+                cut = bool(chunk) and e.reason == "unexpected end of data" and e.end == len(data)
+                if not cut:
+                    return (lines + data.count(b"\n", 0, e.start) + 1, offset + e.start,
+                            data[e.start])
+                good = e.start
+            lines += data.count(b"\n", 0, good)
+            offset += good
+            carry = data[good:]
+            if not chunk:
+                return None
+
+
 def _decompress(path: Path, tmp: Path, idx: int) -> Path:
     out = tmp / f"d{idx}.jsonl"
     try:
@@ -739,6 +943,9 @@ def _decompress(path: Path, tmp: Path, idx: int) -> Path:
         raise _Unreadable(f"the gzip stream is truncated ({e})") from None
     except (gzip.BadGzipFile, zlib.error, OSError) as e:
         raise _Unreadable(f"not a readable gzip file ({e})") from None
+    if out.stat().st_size == 0:
+        out.unlink(missing_ok=True)
+        raise _Empty(EMPTY_GZIP)
     return out
 
 
@@ -748,12 +955,13 @@ def _stage_file(con: duckdb.DuckDBPyConnection, f: _File, idx: int, tmp: Path) -
         if f.fmt == "parquet":
             _stage_parquet(con, idx, _safe_path(f.path, tmp, idx, "parquet"))
         elif f.fmt == "csv":
+            text = f.path
             _stage_csv(con, idx, _safe_path(f.path, tmp, idx, "csv"))
         else:
             text = _decompress(f.path, tmp, idx) if f.fmt == "jsonl.gz" else f.path
             _stage_jsonl(con, idx, _safe_path(text, tmp, idx, "jsonl"))
     except duckdb.Error as e:
-        raise _Unreadable(_read_error(f, e)) from None
+        raise _Unreadable(_read_error(f, e, text)) from None
     finally:
         con.execute(f"drop table if exists {LINES}")
         con.execute(f"drop table if exists {RECS}")
@@ -761,10 +969,17 @@ def _stage_file(con: duckdb.DuckDBPyConnection, f: _File, idx: int, tmp: Path) -
             text.unlink(missing_ok=True)
 
 
-def _read_error(f: _File, e: duckdb.Error) -> str:
+def _read_error(f: _File, e: duckdb.Error, text: Path | None = None) -> str:
     msg = str(e).strip()
     if "UTF-8" in msg or "utf-8" in msg.lower():
-        return "the file is not valid UTF-8 text"
+        where = _first_invalid_utf8(text) if text is not None else None
+        if where is None:
+            return f"{f.source_file} is not valid UTF-8 text; re-encode the file as UTF-8"
+        line, offset, byte = where
+        of = " of the decompressed content" if text != f.path else ""
+        return (f"{f.source_file} is not valid UTF-8 text: the first invalid byte (0x{byte:02x}) "
+                f"is on line {line}, byte offset {offset}{of} (counted from 0); re-encode the "
+                f"file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)")
     first = msg.splitlines()[0] if msg else type(e).__name__
     kind = {"parquet": "Parquet", "csv": "CSV"}.get(f.fmt or "", "JSON Lines")
     return f"not a readable {kind} file ({first})"
@@ -983,28 +1198,42 @@ def ingest(
                 if f.error:
                     report.unreadable.append(Unreadable(f.source_file, f.error))
                     continue
+                if f.skip:
+                    report.skipped.append(Skipped(f.source_file, f.skip))
+                    continue
                 try:
-                    f.sha256, f.size = _hash(f.path)
+                    f.sha256, f.size = _hash(f.path, follow=f.follow)
+                except _NotRegular as e:  # changed since it was listed
+                    report.skipped.append(Skipped(f.source_file, str(e)))
+                    continue
                 except OSError as e:
                     report.unreadable.append(Unreadable(
                         f.source_file, f"cannot read the file ({e.strerror or e})"))
                     continue
+                if f.size == 0:  # emptied since it was listed
+                    report.skipped.append(Skipped(f.source_file, EMPTY_FILE))
+                    continue
                 first = landed_before.get(f.sha256) or staged_hashes.get(f.sha256)
                 if first is not None:
-                    say(f"{f.source_file}: same content as {first}, skipped")
+                    say(f"{escape_name(f.source_file)}: same content as "
+                        f"{escape_name(first)}, skipped")
                     report.already_landed.append(AlreadyLanded(f.source_file, f.sha256, first))
                     continue
                 idx = len(staged)
-                say(f"reading {f.source_file}")
+                say(f"reading {escape_name(f.source_file)}")
                 try:
                     _stage_file(con, f, idx, tmp)
+                except _Empty as e:
+                    report.skipped.append(Skipped(f.source_file, str(e)))
+                    say(f"{escape_name(f.source_file)}: {e}")
+                    continue
                 except _Unreadable as e:
                     con.execute(f"delete from {STAGE} where file_idx = {idx}")
                     report.unreadable.append(Unreadable(
                         f.source_file,
                         f"{e}. Nothing from this file was landed and it is not recorded as "
                         f"landed: fix or replace it, then run ingest again."))
-                    say(f"{f.source_file}: unreadable: {e}")
+                    say(f"{escape_name(f.source_file)}: unreadable: {escape_name(str(e))}")
                     continue
                 staged.append(f)
                 staged_hashes[f.sha256] = f.source_file
@@ -1017,6 +1246,28 @@ def ingest(
             except duckdb.Error:
                 pass
     return report
+
+
+def billable_range(now: datetime) -> tuple[datetime, datetime]:
+    """[first instant of PARTITION_START's month, first instant of the month after ``now``'s)
+    in UTC: the events a bill can reach as of ``now`` (``bill`` refuses earlier and future
+    periods)."""
+    first = datetime.fromisoformat(PARTITION_START + "-01T00:00:00+00:00")
+    current = now.astimezone(UTC).date().replace(day=1)
+    nxt = next_period(current)
+    return first, datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
+
+
+def _out_of_range_months(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, int]:
+    """Rows landed by this run (from files or re-checked) dated outside ``billable_range``,
+    counted per UTC month: one aggregate over the run's outcome table."""
+    lo, hi = billable_range(now)
+    return dict(con.execute(f"""
+        select strftime(timezone('UTC', event_at), '%Y-%m') as month, count(*)::bigint
+        from {OUT}
+        where outcome = 'landed' and (event_at < $lo or event_at >= $hi)
+        group by month order by month
+    """, {"lo": lo, "hi": hi}).fetchall())
 
 
 def _write(
@@ -1146,6 +1397,7 @@ def _write(
                 rel.by_reason[reason] = rel.by_reason.get(reason, 0) + n
         rel.by_reason = dict(_ordered_reasons(rel.by_reason))
         report.relanded = rel
+        report.out_of_range_months = _out_of_range_months(con, now)
 
         if per_file:
             con.executemany("""

@@ -911,7 +911,10 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
     """Problems of the period being billed: a customer with landed usage of an item in
     [period_start, next month) (UTC) and no rate in effect on period_start in its currency
     (neither its own nor a list price); also landed events (of any month) whose customer is no
-    longer in customers.csv or whose meter is no longer in meters.csv.
+    longer in customers.csv or whose meter is no longer in meters.csv; and arithmetic that
+    would overflow DECIMAL(38,12) in the build (``_overflow_problems``: a `sum` meter's total
+    in any month, the package count of the periods this bill prices), named by customer and
+    meter or item.
 
     Set-based over raw.usage_events; the catalog goes in as temp tables, so ``catalog.*``
     need not be loaded (and a read-only connection works)."""
@@ -946,6 +949,7 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
         found = con.execute(PERIOD_SQL, [f"{period_start.isoformat()} 00:00:00+00",
                                          f"{end.isoformat()} 00:00:00+00"]).fetchall()
         removed = con.execute(REMOVED_SQL).fetchall()
+        overflows = _overflow_problems(con, parsed, period_start)
     finally:
         for table in ("_meterline_check_items", "_meterline_check_customers",
                       "_meterline_check_rates", "_meterline_check_meters"):
@@ -961,6 +965,7 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
             f"{first_event}) but is not in {file}; landed events are never removed, so put the "
             f"row back" + (" (to stop billing the customer, give it an active_to)"
                            if kind == "customer" else ""), key))
+    problems += overflows
     for customer_id, currency, item_id, count, first_event in found:
         events = f"{count} event{'s' if count != 1 else ''}, e.g. {first_event}"
         problems.append(Problem(
@@ -969,6 +974,302 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
             f"item {item_id} ({events}) "
             f"and no rate in effect on {period_start} in {currency} (no list price and no "
             f"rate of {customer_id}); add one", f"{item_id}, {customer_id}"))
+    return problems
+
+
+# --------------------------------------------------------------------------- overflow checks
+# CONTRACT.md section 4: arithmetic that would overflow stops billing naming the customer and
+# item (or meter), never an engine error naming nobody. DECIMAL(38,12) holds |x| < 10^26, i.e.
+# 10^38 units of 10^-12. Two places in the build can overflow with valid events and catalog:
+# 1. The usage aggregates (int_meter_usage_aggregated, int_item_usage_aggregated,
+#    int_unbilled_usage_aggregated) sum a `sum` meter's values per (customer, meter or item,
+#    month) for EVERY month, so an overflowing month stops the bill of every month. DuckDB
+#    raises when the total is 10^26 or more ("Overflow in SUM of DECIMAL") and also when a
+#    running total does, in its 128-bit accumulator of 10^-12 units, at (2^127 - 1) x 10^-12 =
+#    1.7e26 ("Overflow in HUGEINT addition"), in an order it chooses: so the positive values
+#    (and the negative ones) of a (customer, meter, month) must add up to less than that.
+# 2. macro ceil_divide_exact (package pricing) checks its estimate n exactly with
+#    (n - 1) * package_size and n * package_size, which overflow DECIMAL(38,12) when
+#    quantity + package_size is near 10^26. (exact_line_amount, the quantity x unit_price
+#    product, never overflows: its guards name the line first.)
+# Both checks are exact: a DOUBLE estimate picks the candidates (same-sign sums, so its relative
+# error stays below n x 2^-53, far below the 10^-6 margin for any realistic number of events),
+# then integer and fractional parts summed apart (no overflow) decide; the package check
+# evaluates the macro's own expressions under try().
+_UNITS = 10 ** 12  # DECIMAL(38,12)'s units per 1
+_DECIMAL_LIMIT_UNITS = 10 ** 38  # |total| must stay below 10^26
+_HUGEINT_MAX = 2 ** 127 - 1  # DuckDB's DECIMAL(38) sum accumulator
+_ESTIMATE_THRESHOLD = 1e26 * (1 - 1e-6)
+
+# Candidates: (customer, `sum` meter) whose positive or negative values, over all months, add up
+# to about 10^26 or more (a month's sums are at most these).
+SUM_CANDIDATES_SQL = """
+select e.customer_id, e.meter_id
+from raw.usage_events as e
+join _meterline_check_meter_aggs as m on m.meter_id = e.meter_id and m.aggregation = 'sum'
+group by all
+having sum(case when e.value > 0 then cast(e.value as double) else 0 end) >= ?
+    or sum(case when e.value < 0 then cast(e.value as double) else 0 end) <= ?
+"""
+
+# Exact sums for the candidates, per month, item (NULL: unbilled) and sign, in integer parts
+# and 10^-12 units of the fractional parts: neither can overflow.
+SUM_EXACT_SQL = """
+with events as (
+    select e.customer_id, e.meter_id, e.event_id, e.value, e.dimensions,
+           cast(date_trunc('month', e.event_at at time zone 'UTC') as date) as period_start
+    from raw.usage_events as e
+    join _meterline_check_overflow_groups as g
+      on e.customer_id = g.customer_id and e.meter_id = g.meter_id
+)
+select ev.customer_id, ev.meter_id, ev.period_start, i.product_item_id, count(*),
+       coalesce(sum(case when ev.value > 0 then trunc(ev.value) end), 0),
+       coalesce(sum(case when ev.value > 0
+                         then cast((ev.value - trunc(ev.value)) * 1000000000000 as bigint) end), 0),
+       coalesce(sum(case when ev.value < 0 then trunc(ev.value) end), 0),
+       coalesce(sum(case when ev.value < 0
+                         then cast((ev.value - trunc(ev.value)) * 1000000000000 as bigint) end), 0),
+       arg_max(ev.event_id, abs(ev.value)), max(abs(ev.value))
+from events as ev
+left join _meterline_check_items as i
+  on ev.meter_id = i.meter_id
+ and (i.filter_key is null
+      or json_extract_string(ev.dimensions,
+             '/' || replace(replace(i.filter_key, '~', '~0'), '/', '~1')) = i.filter_value)
+group by all
+order by all
+"""
+
+# The package count check of int_usage_rated (macro duckdb__ceil_divide_exact), with the same
+# types and expressions, for each (customer, package-priced item, usage period) the bill prices:
+# the billed period, and the published periods it may restate ({restated}: events landed after
+# their period was published re-price every item of that customer and period).
+PACKAGE_SQL = """
+with {restated}
+package_items as (
+    select distinct i.* from _meterline_check_items as i
+    join _meterline_check_price_rates as r
+      on r.product_item_id = i.product_item_id and r.pricing_model = 'package'
+),
+matched as (
+    select e.customer_id, i.product_item_id, e.event_id, e.event_at, e.value, m.aggregation,
+           cast(date_trunc('month', e.event_at at time zone 'UTC') as date) as usage_period_start,
+           case when m.unique_dimension is not null
+                then json_extract_string(e.dimensions, '$."' || replace(replace(
+                         m.unique_dimension, '\\', '\\\\'), '"', '\\"') || '"') end as unique_value
+    from raw.usage_events as e
+    join package_items as i
+      on e.meter_id = i.meter_id
+     and (i.filter_key is null
+          or json_extract_string(e.dimensions,
+                 '/' || replace(replace(i.filter_key, '~', '~0'), '/', '~1')) = i.filter_value)
+    join _meterline_check_meter_aggs as m on m.meter_id = e.meter_id
+    where (e.event_at >= ?::timestamptz and e.event_at < ?::timestamptz)
+          {or_restated}
+),
+ranked as (
+    select *, row_number() over (partition by customer_id, product_item_id, usage_period_start
+                                 order by event_at desc, event_id desc) as latest_rank
+    from matched
+),
+aggregated as (
+    select customer_id, product_item_id, usage_period_start, any_value(aggregation) as aggregation,
+           count(*) as event_count,
+           sum(case when aggregation = 'sum' then trunc(value) end) as int_sum,
+           sum(case when aggregation = 'sum'
+                    then cast((value - trunc(value)) * 1000000000000 as bigint) end) as frac_sum,
+           count(distinct unique_value) as distinct_count,
+           max(value) as max_value,
+           max(case when latest_rank = 1 then value end) as latest_value
+    from ranked
+    group by customer_id, product_item_id, usage_period_start
+),
+quantities as (
+    select *,
+           cast(case aggregation
+               when 'sum' then try(cast(int_sum as decimal(38, 12))
+                                   + cast(frac_sum as decimal(38, 0))
+                                     * cast(0.000000000001 as decimal(38, 12)))
+               when 'count' then event_count
+               when 'unique_count' then distinct_count
+               when 'max' then max_value
+               when 'latest' then latest_value
+           end as decimal(38, 12)) as quantity
+    from aggregated
+),
+rated as (
+    select q.*, r.rate_id, r.rate_row, r.pricing_model, r.package_size,
+           r.free_units
+    from quantities as q
+    join _meterline_check_customers as c on c.customer_id = q.customer_id
+    join _meterline_check_price_rates as r
+      on r.product_item_id = q.product_item_id and r.currency = c.currency
+     and (r.customer_id is null or r.customer_id = q.customer_id)
+     and r.effective_from <= q.usage_period_start
+     and (r.effective_to is null or q.usage_period_start < r.effective_to)
+    qualify row_number() over (
+        partition by q.customer_id, q.product_item_id, q.usage_period_start
+        order by case when r.customer_id is not null then 0 else 1 end, r.rate_id) = 1
+),
+counted as (
+    select *,
+           case when chargeable_quantity / package_size < 1000000000000000
+                then try(cast(ceil(chargeable_quantity / package_size) as decimal(38, 0)))
+           end as estimate
+    from (
+        select *,
+               case when billable_quantity > free_units then billable_quantity - free_units
+                    else cast(0 as decimal(38, 12)) end as chargeable_quantity
+        from (select *, case when quantity > 0 then quantity else 0 end as billable_quantity
+              from rated
+              where pricing_model = 'package' and package_size > 0 and quantity is not null)
+    )
+)
+select customer_id, product_item_id, usage_period_start, rate_id, rate_row, quantity,
+       package_size, chargeable_quantity
+from counted
+where estimate is not null
+  and (try((estimate - 1) * (package_size)) is null
+       or ((estimate - 1) * (package_size) < chargeable_quantity
+           and try(estimate * (package_size)) is null))
+order by customer_id, product_item_id, usage_period_start
+"""
+
+RESTATED_SQL = """restated as (
+    select distinct e.customer_id, p.billing_period_start as usage_period_start
+    from raw.usage_events as e
+    join billing.published_periods as p
+      on cast(date_trunc('month', e.event_at at time zone 'UTC') as date) = p.billing_period_start
+    where p.billing_period_start < ?::date and e.landed_at > p.published_at
+),"""
+OR_RESTATED_SQL = """or (e.event_at < ?::timestamptz and exists (
+              select 1 from restated as r
+              where r.customer_id = e.customer_id and r.usage_period_start
+                  = cast(date_trunc('month', e.event_at at time zone 'UTC') as date)))"""
+
+
+def _plain_units(units: int) -> str:
+    """10^-12 units as a plain decimal (``180000000000000000000000000``, ``-0.5``)."""
+    text = format((Decimal(units) / _UNITS).normalize(), "f") if units else "0"
+    return text
+
+
+def _overflow_problems(con: duckdb.DuckDBPyConnection, parsed: Parsed,
+                       period_start: date) -> list[Problem]:
+    """The overflow problems of billing ``period_start`` (see the comment above); called by
+    period_problems while its temp tables (items, customers) exist."""
+    meters = [(m.meter_id, m.aggregation, m.unique_dimension) for m in parsed.meters
+              if m.meter_id and m.aggregation]
+    rates = [(r.rate_id, r.row, r.product_item_id, r.customer_id, r.currency, r.pricing_model,
+              _plain(r.package_size), _plain(r.free_units if r.free_units is not None
+                                             else Decimal(0)),
+              _iso(r.effective_from), _iso(r.effective_to))
+             for r in parsed.rates
+             if r.rate_id and r.product_item_id and r.currency and r.pricing_model
+             and r.dates_ok and r.effective_from is not None]
+    tables = ("_meterline_check_meter_aggs", "_meterline_check_price_rates",
+              "_meterline_check_overflow_groups")
+    con.execute("create or replace temp table _meterline_check_meter_aggs (meter_id varchar,"
+                " aggregation varchar, unique_dimension varchar)")
+    con.execute("create or replace temp table _meterline_check_price_rates (rate_id varchar,"
+                " rate_row integer, product_item_id varchar, customer_id varchar,"
+                " currency varchar, pricing_model varchar, package_size decimal(38, 12),"
+                " free_units decimal(38, 12), effective_from date, effective_to date)")
+    con.execute("create or replace temp table _meterline_check_overflow_groups ("
+                "customer_id varchar, meter_id varchar)")
+    try:
+        if meters:
+            con.executemany("insert into temp._meterline_check_meter_aggs values (?, ?, ?)",
+                            meters)
+        if rates:
+            con.executemany("insert into temp._meterline_check_price_rates values (?, ?, ?, ?, ?,"
+                            " ?, ?::decimal(38, 12), ?::decimal(38, 12), ?::date, ?::date)",
+                            rates)
+        candidates = con.execute(SUM_CANDIDATES_SQL, [_ESTIMATE_THRESHOLD,
+                                                      -_ESTIMATE_THRESHOLD]).fetchall()
+        sums = []
+        if candidates:
+            con.executemany("insert into temp._meterline_check_overflow_groups values (?, ?)",
+                            candidates)
+            sums = con.execute(SUM_EXACT_SQL).fetchall()
+        restated = table_exists(con, "billing", "published_periods") and con.execute(
+            "select count(*) from billing.published_periods where billing_period_start < ?",
+            [period_start]).fetchone()[0] > 0
+        start, end = (f"{day.isoformat()} 00:00:00+00"
+                      for day in (period_start, next_period(period_start)))
+        sql = PACKAGE_SQL.format(restated=RESTATED_SQL if restated else "",
+                                 or_restated=OR_RESTATED_SQL if restated else "")
+        params = ([period_start.isoformat()] if restated else []) + [start, end] \
+            + ([start] if restated else [])
+        packages = con.execute(sql, params).fetchall()
+    finally:
+        for table in tables:
+            con.execute(f"drop table if exists temp.{table}")
+    return _sum_overflow_problems(sums) + _package_overflow_problems(packages)
+
+
+def _sum_overflow_problems(rows: list[tuple]) -> list[Problem]:
+    groups: dict[tuple, list[tuple]] = defaultdict(list)
+    for customer_id, meter_id, month, item_id, *figures in rows:
+        groups[(customer_id, meter_id, month)].append((item_id, *figures))
+    problems = []
+    for (customer_id, meter_id, month), parts in groups.items():
+        period = f"{month:%Y-%m}"
+        positive = negative = events = 0
+        largest_value, largest_event = Decimal(-1), None
+        sets = []  # (label, total units) of each set the build sums
+        for item_id, count, pos_int, pos_frac, neg_int, neg_frac, big_event, big_value in parts:
+            pos = int(pos_int) * _UNITS + int(pos_frac)
+            neg = int(neg_int) * _UNITS + int(neg_frac)
+            positive, negative, events = positive + pos, negative + neg, events + count
+            if big_value is not None and Decimal(big_value) > largest_value:
+                largest_value, largest_event = Decimal(big_value), big_event
+            sets.append((f"item {item_id}" if item_id else "its unbilled usage", pos + neg))
+        total = positive + negative
+        sets = [("its meter usage", total)] + (sets if len(sets) > 1 or parts[0][0] else [])
+        over = [(label, units) for label, units in sets if abs(units) >= _DECIMAL_LIMIT_UNITS]
+        summing = positive > _HUGEINT_MAX or negative < -_HUGEINT_MAX - 1
+        if not over and not summing:
+            continue
+        head = (f"customer {customer_id}, meter {meter_id}, period {period}: its "
+                f"{events} event{'s' if events != 1 else ''} (the largest {largest_event}, "
+                f"{format(largest_value.normalize(), 'f')})")
+        if over:
+            totals = "; ".join(f"{label} {_plain_units(units)}" for label, units in over)
+            what = (f" add up to more than DECIMAL(38,12) holds (less than 10^26 in size): "
+                    f"{totals}")
+        else:
+            what = f" add up to {_plain_units(total)}"
+        if summing:
+            what += (f"; its positive values add up to {_plain_units(positive)} and its negative "
+                     f"ones to {_plain_units(negative)}, and the warehouse cannot add up a "
+                     f"running total of 1.7 x 10^26 or more in DECIMAL(38,12) even when the "
+                     f"total fits: no month can be billed until these values are corrected at "
+                     f"their source (landed events are never removed or changed by Meterline)")
+        else:
+            what += (f"; no month can be billed (every month's usage marts sum every month): "
+                     f"landed events are never removed, so land a correcting event (a new "
+                     f"event_id, a value of the opposite sign, a timestamp in {period}) that "
+                     f"brings each total below 10^26")
+        problems.append(Problem("raw.usage_events", None, "value", head + what,
+                                f"{customer_id}, {meter_id}, {period}"))
+    return problems
+
+
+def _package_overflow_problems(rows: list[tuple]) -> list[Problem]:
+    problems = []
+    for customer_id, item_id, month, rate_id, rate_row, quantity, size, chargeable in rows:
+        bound = (Decimal(10) ** 26 - Decimal(chargeable)) / 2
+        problems.append(Problem(
+            "rates.csv", rate_row, "package_size",
+            f"customer {customer_id}, item {item_id}, period {month:%Y-%m}: rate {rate_id} "
+            f"prices {format(Decimal(quantity).normalize(), 'f')} units in packages of "
+            f"{format(Decimal(size).normalize(), 'f')}, and the exact package count "
+            f"(packages x package_size compared with the units) would overflow DECIMAL(38,12) "
+            f"(10^26 or more); give the rate a package_size below "
+            f"{format(bound.quantize(Decimal(1)), 'f')} (a smaller package, priced per package "
+            f"accordingly, from a new rate row: close this one with effective_to)",
+            f"{rate_id}, {customer_id}"))
     return problems
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
+from orchestration.lib import clock
 from orchestration.lib.settings import UsageError
 
 PARTITION_START = "2020-01"
@@ -18,7 +19,7 @@ def parse_period(text: str, *, today: date | None = None) -> date:
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise UsageError(f"--period {text!r} is not a month: give it as YYYY-MM, e.g. 2026-10")
     start = date(int(match.group(1)), int(match.group(2)), 1)
-    today = today or datetime.now(UTC).date()
+    today = today or clock.now().date()
     if start > today.replace(day=1):
         raise UsageError(
             f"--period {text} is in the future (today is {today.isoformat()} UTC): "
@@ -57,5 +58,5 @@ def grace_ends_at(start: date, grace_hours: int) -> datetime:
 
 
 def is_month_to_date(start: date, *, now: datetime | None = None) -> bool:
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     return period_end_instant(start) > now

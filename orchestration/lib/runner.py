@@ -10,9 +10,11 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
+from orchestration.lib import diskspace
 from orchestration.lib.settings import Settings
 
 WRITER_TAG = "meterline/writer"  # every job carries it: runs that write the warehouse
@@ -32,6 +34,9 @@ concurrency:
         limit: 1
 telemetry:
   enabled: false
+# The "Join the Dagster community" dialog would cover the first screen of every new home.
+nux:
+  enabled: false
 """
 
 
@@ -45,6 +50,7 @@ def prepare_instance(cfg: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(cfg.dagster_home)
     os.environ["METERLINE_HOME"] = str(cfg.home)
     os.environ["METERLINE_CATALOG_DIR"] = str(cfg.catalog_dir)
+    os.environ.setdefault("DBT_USE_COLORS", "false")  # dbt's messages reach people as plain text
 
 
 def reclaim_dead_runs(instance: Any) -> list[str]:
@@ -158,6 +164,56 @@ def writer_turn(cfg: Settings, instance: Any, *, poll_seconds: float = 0.5) -> I
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes dbt writes into its messages
+_LOCK_PID = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+
+def describe_lock_holder(message: str) -> str | None:
+    """DuckDB's "Could not set lock on file" error, as a sentence naming the process that holds
+    the warehouse and what to do; None for any other error."""
+    if "Could not set lock on file" not in message:
+        return None
+    match = _LOCK_PID.search(message)
+    if not match:
+        return ("another process holds the warehouse's lock: let it finish (or stop it), then "
+                "run the command again")
+    program, pid = match.group(1), int(match.group(2))
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            "utf-8", "replace").strip()
+    except OSError:
+        command = program
+    return (f"process {pid} ({command[:160]}) holds the warehouse's lock, and it is not a "
+            f"Meterline run this command can wait for: let it finish, or stop it with "
+            f"`kill {pid}`, then run the command again")
+
+
+def check_warehouse_free(cfg: Settings, *, wait_s: float = 5.0) -> None:
+    """Before a run starts writing: is the DuckDB file free? A process outside Meterline's runs
+    (a notebook holding a read-write connection, a dbt started by hand) is named, after a
+    short wait for one that is about to exit."""
+    import time
+
+    import duckdb
+
+    from orchestration.lib.readers import WarehouseBusy
+
+    if not cfg.warehouse_path.exists():
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            duckdb.connect(str(cfg.warehouse_path)).close()
+            return
+        except duckdb.IOException as exc:
+            holder = describe_lock_holder(str(exc))
+            if holder is None:
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(f"{cfg.warehouse_path}: {holder}") from None
+            time.sleep(0.25)
+
+
 @dataclass
 class RunOutcome:
     success: bool
@@ -178,6 +234,9 @@ def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
     ensure_manifest()
     from dagster import DagsterInstance
 
+    # The CLI bills every month from PARTITION_START on: METERLINE_FIRST_PERIOD narrows only the
+    # UI's code location (orchestration/billing/assets.py first_partition_key).
+    os.environ.pop("METERLINE_FIRST_PERIOD", None)
     from orchestration.definitions import defs
 
     instance = DagsterInstance.get()
@@ -187,9 +246,11 @@ def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
     # events; Dagster's own console log, stack traces included, is for METERLINE_LOG_LEVEL=INFO.
     # Every event is kept in the instance either way (the UI's run view).
     level = os.environ.get("METERLINE_LOG_LEVEL", "CRITICAL").upper()
-    config.setdefault("loggers", {"console": {"config": {"log_level": level}}})
+    config.setdefault("loggers", {"console": {"config": {"log_level": level}},
+                                  "meterline_progress": {}})
     sink = _DbtProgress(sys.stderr)
     with writer_turn(cfg, instance), contextlib.redirect_stdout(sink):
+        check_warehouse_free(cfg)
         result = job.execute_in_process(
             run_config=config,
             instance=instance,
@@ -203,16 +264,27 @@ def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
             error = event.step_failure_data.error
             if error and error.cls_name == "DagsterAssetCheckFailedError":
                 continue  # the step of failed blocking checks: each is in failed_checks below
+            diskspace.raise_if_disk_full(error)  # a full disk: cli.main prints one line
             message = error.message.strip() if error else "failed"
             user = getattr(event.step_failure_data, "user_failure_data", None)
             if user and user.description:
                 message = user.description
-            outcome.failures.append(message)
+            causes, cause = [], error
+            while cause is not None:
+                causes.append(cause.message)
+                cause = cause.cause
+            holder = next((h for h in map(describe_lock_holder, causes) if h), None)
+            message = _ANSI.sub("", message)
+            outcome.failures.append(f"{message}\n{holder}" if holder else message)
         elif event.is_step_materialization:
             mat = event.step_materialization_data.materialization
             outcome.metadata[mat.asset_key.to_user_string()] = {
                 k: getattr(v, "value", v) for k, v in mat.metadata.items()
             }
+        elif event.is_asset_observation:  # e.g. an ingest that found nothing new
+            obs = event.asset_observation_data.asset_observation
+            outcome.metadata.setdefault(obs.asset_key.to_user_string(), {
+                k: getattr(v, "value", v) for k, v in obs.metadata.items()})
     for evaluation in result.get_asset_check_evaluations():
         outcome.checks_run += 1
         if evaluation.passed:

@@ -1,0 +1,39 @@
+"""`meterline-dbt`: dbt, started so that it dies with the Meterline process that started it.
+
+dagster-dbt runs dbt as a child process. Killed with SIGKILL, a parent cannot stop its children,
+and an orphaned `dbt build` would go on holding the DuckDB file's lock, so that the next command
+fails. This wrapper asks Linux to send the child SIGKILL when its parent dies
+(``PR_SET_PDEATHSIG``, kept across ``exec``), then becomes the dbt beside this Python. Where the
+call is not available (not Linux), it just runs dbt."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call took effect
+        os._exit(1)
+
+
+def main() -> None:
+    _die_with_parent()
+    dbt = Path(sys.executable).with_name("dbt")
+    program = str(dbt) if dbt.exists() else "dbt"
+    os.execvp(program, [program, *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
