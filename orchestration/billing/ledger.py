@@ -30,10 +30,11 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.billing.documents import INDEX
 from orchestration.lib import periods
+from orchestration.lib.readers import format_quantity, table_exists
 
 GENESIS = "0" * 64
-INDEX = "index.html"  # documents.INDEX: the period's list of its invoices
 INVOICE_COLUMNS = ("invoice_id", "customer_id", "billing_period_start", "billing_period_end",
                    "currency", "subtotal", "total", "line_count", "status", "invoice_number",
                    "issued_at")
@@ -67,7 +68,7 @@ def canonical(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
+        return format_quantity(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, date):
@@ -127,8 +128,7 @@ def seal_period(con: duckdb.DuckDBPyConnection, period_start: date,
     seals.append((f"period {periods.period_key(period_start)}", _dump({
         "period": period_row,
         "catalog_rows": sha256_text(_dump(dict(catalog_rows))),
-        "documents": {name: sha256_text(documents[name]) for name in sorted(documents)
-                      if name == INDEX}})))
+        "documents": {INDEX: sha256_text(documents[INDEX])} if INDEX in documents else {}})))
     for subject, sealed in seals:
         seq += 1
         digest = _seal_hash(head, sealed)
@@ -170,13 +170,6 @@ class Verification:
         return not self.findings
 
 
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(con.execute("select count(*) from information_schema.tables "
-                            "where table_schema = ? and table_name = ?", [schema, name]
-                            ).fetchone()[0])
-
-
 def _compare(subject: str, prefix: str, sealed: dict, current: dict | None,
              findings: list[Finding], table: str) -> None:
     if current is None:
@@ -191,8 +184,8 @@ def _compare(subject: str, prefix: str, sealed: dict, current: dict | None,
 
 def verify(con: duckdb.DuckDBPyConnection, invoices_dir: Path) -> Verification:
     """Check the whole published ledger against its seals and the documents on disk. Read only."""
-    if not _exists(con, "billing.ledger_seals"):
-        has_rows = _exists(con, "billing.published_invoices") and con.execute(
+    if not table_exists(con, "billing", "ledger_seals"):
+        has_rows = table_exists(con, "billing", "published_invoices") and con.execute(
             "select count(*) from billing.published_invoices").fetchone()[0]
         findings = [Finding("ledger", "", "billing.published_invoices has rows but there are "
                             "no seals (billing.ledger_seals is missing)")] if has_rows else []
@@ -298,7 +291,7 @@ def _check_document(subject: str, key: str, folder: Path, file_name: str, digest
 def pending_documents(con: duckdb.DuckDBPyConnection, invoices_dir: Path
                       ) -> dict[date, dict[str, str]]:
     """Published documents not on disk yet, per period: ``{period: {file name: text}}``."""
-    if not _exists(con, "billing.published_documents"):
+    if not table_exists(con, "billing", "published_documents"):
         return {}
     missing: dict[date, dict[str, str]] = {}
     for period_start, name, content in con.execute(

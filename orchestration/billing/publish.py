@@ -173,6 +173,13 @@ def restatement_problems(con: duckdb.DuckDBPyConnection, parsed: catalog_lib.Par
     return problems
 
 
+def marts_show_drafts(con: duckdb.DuckDBPyConnection, period_start: date) -> bool:
+    """The invoice marts still show drafts of a period (a publish ended before rebuilding them)."""
+    return bool(con.execute("select count(*) from marts.fct_invoices where "
+                            "billing_period_start = ? and status = 'draft'",
+                            [period_start]).fetchone()[0])
+
+
 def is_published(con: duckdb.DuckDBPyConnection, period_start: date) -> bool:
     return bool(con.execute("select count(*) from billing.published_periods "
                             "where billing_period_start = ?", [period_start]).fetchone()[0])
