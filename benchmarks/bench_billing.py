@@ -73,7 +73,8 @@ def generate(landing: Path, events: int, files: int) -> None:
                     strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ') as timestamp,
                     case hash(n, 'r') % 2 when 0 then map(['region', 'user_id'],
                          ['us', 'u' || (hash(n, 'u') % 400)::varchar])
-                         else map(['region', 'user_id'], ['eu', 'u' || (hash(n, 'u') % 400)::varchar])
+                         else map(['region', 'user_id'],
+                                  ['eu', 'u' || (hash(n, 'u') % 400)::varchar])
                     end as dimensions
                 from with_meter
             ) to '{target}' (format json, compression gzip)
@@ -134,14 +135,16 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"\n## {stamp}: {args.events:,} events in {args.files} .jsonl.gz files, one month\n",
-        f"Machine: {os.cpu_count()} cores, {platform.python_version()}, duckdb {duckdb.__version__}. "
+        f"Machine: {os.cpu_count()} cores, {platform.python_version()}, "
+        f"duckdb {duckdb.__version__}. "
         f"Generation {generated:.1f} s; {landed:,} events landed; "
         f"{invoices[0]} invoices, {invoices[1]} lines; warehouse {size_mb:.0f} MB. "
         f"The seven reconciliation checks took {', '.join(f'{c:.1f}' for c in checks)} s in "
         f"the three runs that built the month (inside the bill rows below).\n",
         "| command | wall s | peak RSS MiB |",
         "|---|---:|---:|",
-        *[f"| `meterline {label}` | {wall:.1f} | {peak / 1024:.0f} |" for label, wall, peak in rows],
+        *[f"| `meterline {label}` | {wall:.1f} | {peak / 1024:.0f} |"
+          for label, wall, peak in rows],
         "",
     ]
     with args.results.open("a") as fh:

@@ -7,10 +7,11 @@ from dagster_dbt import DbtCliResource
 
 from orchestration.billing.assets import billing_models, price_book, publish_invoices
 from orchestration.billing.checks import reconciliation
-from orchestration.billing.jobs import billing_job, ingest_job, publish_job
+from orchestration.billing.jobs import billing_job, publish_job
 from orchestration.billing.project import dbt_project, dbt_run_executable
 from orchestration.billing.schedules import monthly_close
 from orchestration.ingestion.assets import landed_events
+from orchestration.ingestion.jobs import ingest_job
 from orchestration.ingestion.sensors import landing_files
 from orchestration.progress import meterline_progress
 from orchestration.resources import MeterlineResource

@@ -14,11 +14,6 @@ from orchestration.lib import settings as settings_lib
 from orchestration.lib import warehouse
 
 
-# Every step that opens the warehouse runs in this pool; the home's dagster.yaml gives each pool
-# one slot, so there is never more than one writer on the DuckDB file (CLI, UI, sensors alike).
-DUCKDB_POOL = "duckdb"
-
-
 class MeterlineResource(dg.ConfigurableResource):
     """Where the home and catalog are. Empty fields fall back to the METERLINE_* variables as
     they are when the run starts (CONTRACT.md section 1)."""

@@ -64,7 +64,7 @@ def home_env(monkeypatch):
     def use(home: Path, catalog: Path):
         import dagster as dg
 
-        from orchestration.lib import runner
+        from orchestration import instance as meterline_instance
         from orchestration.lib.settings import load
 
         for key in [k for k in os.environ if k.startswith(("METERLINE_", "DAGSTER_"))]:
@@ -73,6 +73,25 @@ def home_env(monkeypatch):
         monkeypatch.setenv("METERLINE_CATALOG_DIR", str(catalog))
         monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
         monkeypatch.setenv("METERLINE_NOW", PINNED_NOW)
-        runner.prepare_instance(load())  # writes the home's dagster.yaml
+        meterline_instance.prepare_instance(load())  # writes the home's dagster.yaml
         return dg.DagsterInstance.get()
     return use
+
+
+# The two tiers (README, Makefile): files that run the real CLI, Dagster runs or dbt builds are
+# `e2e`, the Chromium ones `browser` too; everything else is the fast tier (`make test`).
+E2E_FILES = frozenset({
+    "test_audit.py", "test_billing_e2e.py", "test_browser.py", "test_conformance.py",
+    "test_hardening_resources.py", "test_kill_dbt_child.py", "test_landing_hardening.py",
+    "test_orchestration.py", "test_publish_kill_and_ledger.py", "test_publishing.py",
+    "test_reconcile.py", "test_ui_hardening.py",
+})
+BROWSER_FILES = frozenset({"test_browser.py"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in E2E_FILES:
+            item.add_marker(pytest.mark.e2e)
+        if item.path.name in BROWSER_FILES:
+            item.add_marker(pytest.mark.browser)

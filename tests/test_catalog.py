@@ -14,8 +14,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.lib import catalog as cat
-from orchestration.lib import demo, warehouse
+from orchestration.catalog.load import CATALOG_DDL, CatalogInvalid, write_catalog
+from orchestration.catalog.model import AGGREGATIONS, PRICING_MODELS, parse
+from orchestration.catalog.periods import ingest_lookup, lookup_problems, period_problems
+from orchestration.catalog.problems import Problem
+from orchestration.catalog.read import load_catalog, read_currencies
+from orchestration.catalog.rules import validate
+from orchestration.catalog.summary import summary
+from orchestration.cli import demo_events as demo
+from orchestration.lib import warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
@@ -32,26 +39,26 @@ def write_catalog_dir(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def located(problems: list[cat.Problem]) -> list[tuple[str, int | None, str | None]]:
+def located(problems: list[Problem]) -> list[tuple[str, int | None, str | None]]:
     return [(p.file, p.row, p.field) for p in problems]
 
 
 # --------------------------------------------------------------------------- demo price book
 def test_demo_price_book_validates_cleanly():
-    catalog = cat.load_catalog(SEEDS)
-    assert cat.validate(catalog) == []
-    assert cat.lookup_problems(catalog) == []
+    catalog = load_catalog(SEEDS)
+    assert validate(catalog) == []
+    assert lookup_problems(catalog) == []
 
 
 def test_demo_price_book_has_the_promised_shape():
-    p = cat.parse(cat.load_catalog(SEEDS))
+    p = parse(load_catalog(SEEDS))
     assert len(p.customers) == 12
     assert {c.currency for c in p.customers} == {"USD", "EUR", "JPY"}
     assert any(c.active_from and c.active_from.day != 1 for c in p.customers)  # starts mid-way
     assert any(c.active_to and c.active_to <= date(2026, 11, 1) for c in p.customers)  # ended
-    assert {m.aggregation for m in p.meters} == set(cat.AGGREGATIONS)
+    assert {m.aggregation for m in p.meters} == set(AGGREGATIONS)
     assert any(m.unique_dimension == "user_id" for m in p.meters)
-    assert {r.pricing_model for r in p.rates} == set(cat.PRICING_MODELS)
+    assert {r.pricing_model for r in p.rates} == set(PRICING_MODELS)
     assert any(t.flat_fee for t in p.rate_tiers
                if next(r for r in p.rates if r.rate_id == t.rate_id).pricing_model == "graduated")
     filtered = [i for i in p.product_items if i.dimension_filter]
@@ -74,7 +81,7 @@ def test_demo_price_book_has_the_promised_shape():
 
 
 def test_summary_describes_the_demo_book():
-    text = cat.summary(cat.load_catalog(SEEDS), date(2026, 11, 25))
+    text = summary(load_catalog(SEEDS), date(2026, 11, 25))
     assert "12 customers (EUR 4, JPY 3, USD 5)" in text
     assert "not active on 2026-11-25: hooli" in text
     assert "without a product item (unbilled usage): audit_events" in text
@@ -84,7 +91,7 @@ def test_summary_describes_the_demo_book():
 
 
 def test_ingest_lookup():
-    customers, meters = cat.ingest_lookup(cat.load_catalog(SEEDS))
+    customers, meters = ingest_lookup(load_catalog(SEEDS))
     assert "acme_corp" in customers and "hooli" in customers and len(customers) == 12
     assert meters["active_users"] == "unique_count" and meters["seats"] == "latest"
 
@@ -96,9 +103,9 @@ def test_lookup_problems_only_customers_and_meters(tmp_path):
         f.write("acme_corp,Acme again,USD,,\n")
     with (root / "rates.csv").open("a") as f:
         f.write("r_bad,api_calls,,USD,per_unit,-1,,,2025-01-01,\n")
-    catalog = cat.load_catalog(root)
-    assert located(cat.lookup_problems(catalog)) == [("customers.csv", 13, "customer_id")]
-    assert ("rates.csv", 28, "unit_price") in located(cat.validate(catalog))
+    catalog = load_catalog(root)
+    assert located(lookup_problems(catalog)) == [("customers.csv", 13, "customer_id")]
+    assert ("rates.csv", 28, "unit_price") in located(validate(catalog))
 
 
 # --------------------------------------------------------------------------- conformance
@@ -111,8 +118,8 @@ def _conformance_case(name: str) -> Path:
 @pytest.mark.parametrize("case", ["01-pricing-models", "02-events-and-quarantine",
                                   "03-late-usage-and-publishing", "04-catalog-changes"])
 def test_conformance_catalogs_validate_cleanly(case):
-    catalog = cat.load_catalog(_conformance_case(case) / "catalog")
-    assert [str(p) for p in cat.validate(catalog)] == []
+    catalog = load_catalog(_conformance_case(case) / "catalog")
+    assert [str(p) for p in validate(catalog)] == []
 
 
 def _catalog_after_steps(tmp_path: Path, steps: int) -> Path:
@@ -127,15 +134,15 @@ def _catalog_after_steps(tmp_path: Path, steps: int) -> Path:
 
 
 def test_conformance_step2_and_step4_catalogs_validate_cleanly(tmp_path):
-    assert cat.validate(cat.load_catalog(_catalog_after_steps(tmp_path / "s2", 2))) == []
-    assert cat.validate(cat.load_catalog(_catalog_after_steps(tmp_path / "s4", 4))) == []
+    assert validate(load_catalog(_catalog_after_steps(tmp_path / "s2", 2))) == []
+    assert validate(load_catalog(_catalog_after_steps(tmp_path / "s4", 4))) == []
 
 
 def test_conformance_step3_catalog_gives_exactly_its_five_problems(tmp_path):
     root = _catalog_after_steps(tmp_path, 3)
     assert (root / "meters.csv").read_text() == (
         CONFORMANCE / "04-catalog-changes/catalog-step2/meters.csv").read_text()
-    problems = cat.validate(cat.load_catalog(root))
+    problems = validate(load_catalog(root))
     assert [(p.file, p.rows, p.field) for p in problems] == [
         ("customers.csv", (4,), "currency"),
         ("product_items.csv", (3,), "dimension_filter"),
@@ -343,14 +350,14 @@ EXPECTED_BAD = [
 
 def test_bad_catalog_reports_every_problem_together(tmp_path):
     root = write_catalog_dir(tmp_path / "bad", BAD_CATALOG)
-    problems = cat.validate(cat.load_catalog(root))
+    problems = validate(load_catalog(root))
     got = [(p.file, p.rows, p.field, str(p)) for p in problems]
     assert len(got) == len(EXPECTED_BAD), "\n".join(g[3] for g in got)
     for (file, rows, field, text), want in zip(got, EXPECTED_BAD, strict=True):
         assert (file, rows, field) == want[:3], text
         assert want[3] in text, text
     # only ingest-relevant ones stop ingest
-    lookup = cat.lookup_problems(cat.load_catalog(root))
+    lookup = lookup_problems(load_catalog(root))
     assert {p.file for p in lookup} == {"customers.csv", "meters.csv"}
 
 
@@ -361,7 +368,7 @@ def test_missing_file_missing_column_and_empty_file(tmp_path):
         "product_items.csv": "product_item_id,display_name,meter_id,dimension_filter\n",
         "rate_tiers.csv": "rate_id,tier,up_to,unit_price,flat_fee\n",
     })
-    problems = cat.validate(cat.load_catalog(root))
+    problems = validate(load_catalog(root))
     assert located(problems) == [
         ("customers.csv", None, "currency"),
         ("meters.csv", None, None),
@@ -383,27 +390,27 @@ def test_optional_files_and_blank_rows(tmp_path):
                      "package_size,free_units,effective_from,effective_to\n"
                      "r,a,,USD,per_unit,1,,0,2025-01-01,\n",
     })
-    catalog = cat.load_catalog(root)
-    assert cat.validate(catalog) == []
+    catalog = load_catalog(root)
+    assert validate(catalog) == []
     assert [(r.row, r["customer_id"], r["currency"]) for r in catalog.customers] == [
         (1, "c1", "USD"), (3, "c2", "EUR")]
     assert catalog.commitments == () and catalog.rate_tiers == ()
-    items = cat.parse(catalog).product_items
+    items = parse(catalog).product_items
     assert (items[0].filter_key, items[0].filter_value) == ("sku", "a=b")
 
 
 def test_problem_str_formats():
-    p = cat.Problem("rates.csv", 4, "free_units", "free_units (5) on a graduated rate; remove it "
+    p = Problem("rates.csv", 4, "free_units", "free_units (5) on a graduated rate; remove it "
                     "or give tier 1 a zero price", "r_disk_new")
     assert str(p) == ("rates.csv row 4 (r_disk_new), free_units: free_units (5) on a graduated "
                       "rate; remove it or give tier 1 a zero price")
-    three = cat.Problem("rates.csv", 1, "f", "m", "a, b, c", other_rows=(2, 5))
+    three = Problem("rates.csv", 1, "f", "m", "a, b, c", other_rows=(2, 5))
     assert str(three) == "rates.csv rows 1, 2 and 5 (a, b, c), f: m"
-    assert str(cat.Problem("rates.csv", None, None, "missing file")) == "rates.csv: missing file"
+    assert str(Problem("rates.csv", None, None, "missing file")) == "rates.csv: missing file"
 
 
 def test_read_currencies():
-    currencies = cat.read_currencies()
+    currencies = read_currencies()
     assert currencies["USD"] == 2 and currencies["EUR"] == 2 and currencies["JPY"] == 0
     assert currencies["KWD"] == 3 and currencies["BHD"] == 3 and currencies["CLF"] == 4
     assert currencies["UYW"] == 4 and currencies["ISK"] == 0
@@ -451,8 +458,8 @@ def _insert_events(con, rows):
 
 
 def test_period_problems_finds_usage_without_a_rate(tmp_path):
-    catalog = cat.load_catalog(write_catalog_dir(tmp_path / "c", PERIOD_CATALOG))
-    assert cat.validate(catalog) == []
+    catalog = load_catalog(write_catalog_dir(tmp_path / "c", PERIOD_CATALOG))
+    assert validate(catalog) == []
     db = tmp_path / "warehouse.duckdb"
     con = warehouse.connect(db)
     _insert_events(con, [
@@ -471,7 +478,7 @@ def test_period_problems_finds_usage_without_a_rate(tmp_path):
         ("e13", "c_eur", "old_meter", "2026-03-02 10:00:00+00", "{}"),     # meter removed
         ("e14", "ghost", "calls", "2026-03-12 10:00:00+00", "{}"),         # not in catalog
     ])
-    problems = cat.period_problems(con, catalog, date(2026, 5, 1))
+    problems = period_problems(con, catalog, date(2026, 5, 1))
     assert [(p.file, p.row, p.field, p.key) for p in problems] == [
         ("customers.csv", None, "customer_id", "ghost"),
         ("meters.csv", None, "meter_id", "old_meter"),
@@ -488,7 +495,7 @@ def test_period_problems_finds_usage_without_a_rate(tmp_path):
             in messages["old_meter"])
     # every month's meter usage keeps those events: billing any month needs the rows back
     for month in (date(2026, 4, 1), date(2026, 6, 1)):
-        assert [p.key for p in cat.period_problems(con, catalog, month)] == ["ghost",
+        assert [p.key for p in period_problems(con, catalog, month)] == ["ghost",
                                                                             "old_meter"]
     # the catalog went in as temp tables only: nothing left behind, catalog.* untouched
     assert con.execute("select count(*) from duckdb_tables() where table_name like "
@@ -497,17 +504,17 @@ def test_period_problems_finds_usage_without_a_rate(tmp_path):
     # readers use read-only connections: the check works there too
     ro = warehouse.connect(db, read_only=True)
     try:
-        assert len(cat.period_problems(ro, catalog, date(2026, 5, 1))) == 4
+        assert len(period_problems(ro, catalog, date(2026, 5, 1))) == 4
     finally:
         ro.close()
 
 
 def test_period_problems_without_usage_table_is_empty(tmp_path):
     con = duckdb.connect(str(tmp_path / "empty.duckdb"))
-    catalog = cat.load_catalog(write_catalog_dir(tmp_path / "c", PERIOD_CATALOG))
-    assert cat.period_problems(con, catalog, date(2026, 5, 1)) == []
+    catalog = load_catalog(write_catalog_dir(tmp_path / "c", PERIOD_CATALOG))
+    assert period_problems(con, catalog, date(2026, 5, 1)) == []
     with pytest.raises(ValueError):
-        cat.period_problems(con, catalog, date(2026, 5, 2))
+        period_problems(con, catalog, date(2026, 5, 2))
 
 
 # --------------------------------------------------------------------------- loading
@@ -548,11 +555,11 @@ c2,10.125,KWD,2026-01-01,
 
 
 def test_write_catalog_round_trips_exact_values(tmp_path):
-    catalog = cat.load_catalog(write_catalog_dir(tmp_path / "c", EXACT_CATALOG))
-    assert cat.validate(catalog) == []
+    catalog = load_catalog(write_catalog_dir(tmp_path / "c", EXACT_CATALOG))
+    assert validate(catalog) == []
     con = warehouse.connect(tmp_path / "w.duckdb")
-    cat.write_catalog(con, catalog)
-    cat.write_catalog(con, catalog)  # replaces, never appends
+    write_catalog(con, catalog)
+    write_catalog(con, catalog)  # replaces, never appends
     rates = con.execute("select rate_id, customer_id, unit_price, package_size, free_units, "
                         "effective_from, effective_to from catalog.rates order by rate_id"
                         ).fetchall()
@@ -589,9 +596,9 @@ def test_write_catalog_round_trips_exact_values(tmp_path):
     # a catalog that does not validate is refused and changes nothing
     bad = dict(EXACT_CATALOG)
     bad["rates.csv"] = EXACT_CATALOG["rates.csv"] + "r_x,a,,USD,per_unit,-1,,,2025-01-01,\n"
-    bad_catalog = cat.load_catalog(write_catalog_dir(tmp_path / "bad", bad))
-    with pytest.raises(cat.CatalogInvalid) as err:
-        cat.write_catalog(con, bad_catalog)
+    bad_catalog = load_catalog(write_catalog_dir(tmp_path / "bad", bad))
+    with pytest.raises(CatalogInvalid) as err:
+        write_catalog(con, bad_catalog)
     assert "rates.csv row 5 (r_x), unit_price" in str(err.value)
     assert con.execute("select count(*) from catalog.rates").fetchone()[0] == 4
     con.close()
@@ -599,11 +606,11 @@ def test_write_catalog_round_trips_exact_values(tmp_path):
 
 def test_write_catalog_loads_the_demo_book(tmp_path):
     con = warehouse.connect(tmp_path / "w.duckdb")
-    catalog = cat.load_catalog(SEEDS)
-    cat.write_catalog(con, catalog)
+    catalog = load_catalog(SEEDS)
+    write_catalog(con, catalog)
     counts = {t: con.execute(f"select count(*) from catalog.{t}").fetchone()[0]
-              for t in cat.CATALOG_DDL}
-    assert counts == {t: len(getattr(catalog, t)) for t in cat.CATALOG_DDL}
+              for t in CATALOG_DDL}
+    assert counts == {t: len(getattr(catalog, t)) for t in CATALOG_DDL}
     con.close()
 
 
@@ -616,7 +623,7 @@ def _digest(paths: list[Path]) -> dict[str, str]:
 
 
 def test_generate_events_is_deterministic_and_writes_every_format(tmp_path):
-    catalog = cat.load_catalog(SEEDS)
+    catalog = load_catalog(SEEDS)
     first = demo.generate_events(tmp_path / "a", catalog, DEMO_MONTHS)
     again = demo.generate_events(tmp_path / "b", catalog, DEMO_MONTHS)
     other = demo.generate_events(tmp_path / "c", catalog, DEMO_MONTHS, seed=8)
@@ -667,7 +674,7 @@ def test_generate_events_is_deterministic_and_writes_every_format(tmp_path):
 
 
 def test_demo_events_respect_the_catalog_and_the_months(tmp_path):
-    catalog = cat.load_catalog(SEEDS)
+    catalog = load_catalog(SEEDS)
     paths = demo.generate_events(tmp_path, catalog, [date(2026, 9, 1)] + DEMO_MONTHS,
                                  until=date(2026, 11, 25))
     con = duckdb.connect()
@@ -694,7 +701,7 @@ def test_demo_events_respect_the_catalog_and_the_months(tmp_path):
     lo, hi = con.execute("select min(ts), max(ts) from ev").fetchone()
     assert lo.date() >= date(2026, 9, 1)
     assert hi < con.execute("select '2026-11-25 00:00:00+00'::timestamptz").fetchone()[0]
-    customers, meters = cat.ingest_lookup(catalog)
+    customers, meters = ingest_lookup(catalog)
     seen = {r[0] for r in con.execute("select distinct customer_id from ev").fetchall()}
     assert seen - customers == {"trial_zeta"}
     assert {r[0] for r in con.execute("select distinct meter from ev").fetchall()} \
@@ -705,3 +712,16 @@ def test_demo_events_respect_the_catalog_and_the_months(tmp_path):
     assert con.execute("select count(*) from ev where customer_id = 'hooli' "
                        "and ts >= '2026-10-01 00:00:00+00'").fetchone()[0] == 0
     assert con.execute("select count(*) from ev where customer_id = 'hooli'").fetchone()[0] > 0
+
+
+def test_a_huge_tier_number_is_reported_not_enumerated(tmp_path):
+    """A tier numbered 10^26 names the first missing tiers and how many more, at no cost (it
+    once built a set of every number up to it and ran out of memory)."""
+    files = dict(BAD_CATALOG)
+    files["rate_tiers.csv"] = files["rate_tiers.csv"].replace(
+        "r_gap,3,,1,", "r_gap,123456789012345678901234567,,1,")
+    problems = validate(load_catalog(write_catalog_dir(tmp_path / "huge", files)))
+    gap = [str(p) for p in problems if "the tiers of r_gap" in str(p)]
+    assert len(gap) == 1, gap
+    assert ("(tier 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21 and "
+            "123456789012345678901234545 more missing)") in gap[0]

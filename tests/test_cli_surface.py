@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from orchestration import cli
-from orchestration.lib import runner
+from orchestration import instance as meterline_instance
+from orchestration.cli import main as cli
 from orchestration.lib.settings import load
 from tests.conftest import REPO
 
@@ -69,17 +69,17 @@ def test_dbt_runs_without_colour_codes(tmp_path, monkeypatch):
     monkeypatch.setenv("METERLINE_HOME", str(tmp_path))
     monkeypatch.setenv("METERLINE_CATALOG_DIR", str(REPO / "seeds"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    runner.prepare_instance(load())
+    meterline_instance.prepare_instance(load())
     import os
 
     assert os.environ["DBT_USE_COLORS"] == "false"
-    assert runner._ANSI.sub("", "\x1b[31mDatabase Error\x1b[0m in model x") == \
+    assert meterline_instance.ANSI.sub("", "\x1b[31mDatabase Error\x1b[0m in model x") == \
         "Database Error in model x"
 
 
 def test_a_lock_message_names_the_process():
     text = ("IO Error: Could not set lock on file \"/h/warehouse.duckdb\": Conflicting lock is "
             "held in /usr/bin/python3.11 (PID 4242) by user root.")
-    said = runner.describe_lock_holder(text)
+    said = meterline_instance.describe_lock_holder(text)
     assert said and "process 4242" in said and "kill 4242" in said
-    assert runner.describe_lock_holder("Catalog Error: no such table") is None
+    assert meterline_instance.describe_lock_holder("Catalog Error: no such table") is None

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from orchestration.cli import demo_months
+from orchestration.cli.demo import demo_months
 from orchestration.lib import clock, periods
 from orchestration.lib.settings import UsageError
 

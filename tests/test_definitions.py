@@ -43,38 +43,66 @@ def test_every_duckdb_step_is_in_the_single_writer_pool():
 
 
 def test_reconciliation_checks_are_blocking_checks_of_the_marts_they_prove():
-    from orchestration.billing.checks import CHECK_TARGETS, reconciliation
-    from orchestration.billing.reconcile import CHECK_NAMES, NON_BLOCKING
+    from orchestration.billing.checks import reconciliation
+    from orchestration.billing.reconciliation.registry import CHECKS
 
     graph = defs.resolve_asset_graph()
-    for name in CHECK_NAMES:
-        key = dg.AssetCheckKey(dg.AssetKey(CHECK_TARGETS[name]), name)
-        spec = graph.get_check_spec(key)
-        assert spec.blocking is (name not in NON_BLOCKING), name
-        assert spec.description, name
-    assert set(NON_BLOCKING) == {"unbilled_usage_reported"}
+    names = [check.name for check in CHECKS]
+    assert len(set(names)) == len(names)
+    for check in CHECKS:  # each row of the one table is the spec the UI shows
+        spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey(check.asset), check.name))
+        assert spec.blocking is check.blocking, check.name
+        assert spec.description == check.description, check.name
+    assert {check.name for check in CHECKS if not check.blocking} == {"unbilled_usage_reported"}
     assert reconciliation.op.pool == "duckdb"  # it opens the warehouse: one writer at a time
     # every job that builds a month runs them, in the same run as the build and the publication
     for job_name in ("billing_job", "publish_job"):
         job_checks = {k.name for k in defs.resolve_job_def(job_name).asset_layer.asset_graph
                       .asset_check_keys}
-        assert set(CHECK_NAMES) <= job_checks, job_name
+        assert set(names) <= job_checks, job_name
     # the publish step depends on every asset a blocking check proves, so a failure stops it
     publish = graph.get(dg.AssetKey(["billing", "publish_invoices"]))
-    proved = {dg.AssetKey(CHECK_TARGETS[n]) for n in CHECK_NAMES if n not in NON_BLOCKING}
+    proved = {dg.AssetKey(check.asset) for check in CHECKS if check.blocking}
     assert proved <= set(publish.parent_keys)
     # every singular dbt test explains itself in the UI
     singular = [k for k in graph.asset_check_keys if k.name.startswith("assert_")]
-    assert len(singular) == 9
+    assert len(singular) == 13
     assert all(graph.get_check_spec(k).description for k in singular)
+
+
+def test_the_publish_gate_needs_every_blocking_dbt_test_of_what_it_publishes():
+    """dbt tests own the claims over the marts; the publish step requires each blocking one on
+    the assets it publishes from to have passed in its own run, as publish_job runs them."""
+    from orchestration.billing.assets import blocking_dbt_checks
+    from orchestration.billing.reconciliation.registry import CHECKS
+
+    graph = defs.resolve_asset_graph()
+    publish = graph.get(dg.AssetKey(["billing", "publish_invoices"]))
+    required = blocking_dbt_checks()
+    assert {key.asset_key for key in required} == set(publish.parent_keys)
+    reconciliation = {dg.AssetCheckKey(dg.AssetKey(c.asset), c.name) for c in CHECKS}
+    on_parents = {key for key in graph.asset_check_keys if key.asset_key in publish.parent_keys}
+    assert set(required) == on_parents - reconciliation  # every dbt test on them
+    assert all(graph.get_check_spec(key).blocking for key in required)
+    assert {("marts/fct_invoices", "assert_invoice_total_equals_sum_of_lines"),
+            ("marts/fct_invoices", "assert_every_recipient_has_one_shown_invoice"),
+            ("marts/fct_invoices", "assert_invoice_ids_name_customer_and_period"),
+            ("marts/fct_invoice_lines", "assert_line_numbers_gap_free"),
+            ("marts/fct_invoice_lines", "assert_line_numbers_follow_contract_order"),
+            ("marts/fct_invoice_lines", "assert_lines_agree_with_their_invoice"),
+            ("marts/fct_invoices", "unique_fct_invoices_invoice_id")} <= {
+        (key.asset_key.to_user_string(), key.name) for key in required}
+    publish_checks = defs.resolve_job_def("publish_job").asset_layer.asset_graph.asset_check_keys
+    assert set(required) <= set(publish_checks)
 
 
 def test_ui_facing_definitions():
     """Reconciliation checks are partitioned by month (the UI shows the month each evaluation
     proved); the ingest assets may be skipped (no 0-row materialization); publishing guards
     itself against runs of more than one month."""
-    from orchestration.billing.assets import monthly_partitions, publish_invoices
+    from orchestration.billing.assets import publish_invoices
     from orchestration.billing.checks import reconciliation
+    from orchestration.billing.partitions import monthly_partitions
     from orchestration.ingestion.assets import landed_events
 
     assert reconciliation.partitions_def is monthly_partitions

@@ -20,7 +20,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.lib import catalog as cat
+from orchestration.catalog.periods import period_problems
+from orchestration.catalog.problems import Problem
+from orchestration.catalog.read import Catalog, load_catalog
+from orchestration.catalog.rules import validate
 from orchestration.lib import diskspace, warehouse
 from orchestration.resources import MeterlineResource
 from tests.conftest import run_meterline
@@ -32,13 +35,13 @@ TINY = "0.000000000001"
 
 
 # --------------------------------------------------------------------------- helpers
-def _catalog(tmp_path: Path, files: dict[str, str] = CATALOG) -> cat.Catalog:
+def _catalog(tmp_path: Path, files: dict[str, str] = CATALOG) -> Catalog:
     root = tmp_path / "catalog"
     root.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (root / name).write_text(text)
-    catalog = cat.load_catalog(root)
-    assert cat.validate(catalog) == []
+    catalog = load_catalog(root)
+    assert validate(catalog) == []
     return catalog
 
 
@@ -54,7 +57,7 @@ def _warehouse_with(tmp_path: Path, rows: list[tuple]) -> duckdb.DuckDBPyConnect
     return con
 
 
-def _overflows(problems: list[cat.Problem]) -> dict[str, str]:
+def _overflows(problems: list[Problem]) -> dict[str, str]:
     return {p.key: str(p) for p in problems if p.file == "raw.usage_events"
             or p.field == "package_size"}
 
@@ -97,7 +100,7 @@ def test_sum_overflow_in_one_month_is_a_problem_of_every_month_naming_customer_a
     catalog = _catalog(tmp_path)
     assert _engine_sum(con, "hm_usd", "calls", "event_at < '2026-10-01'").startswith("overflow")
     for month in (date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)):
-        found = _overflows(cat.period_problems(con, catalog, month))
+        found = _overflows(period_problems(con, catalog, month))
         assert list(found) == ["hm_usd, calls, 2026-09"], month
         text = found["hm_usd, calls, 2026-09"]
         assert "customer hm_usd, meter calls, period 2026-09: its 2 events" in text
@@ -131,7 +134,7 @@ def test_sum_overflow_check_is_exact_where_a_double_cannot_tell(tmp_path):
         ("g2", "hm_usd", "gb", BIG, "2026-10-03 00:00:00+00"),
     ])
     catalog = _catalog(tmp_path)
-    found = _overflows(cat.period_problems(con, catalog, date(2026, 10, 1)))
+    found = _overflows(period_problems(con, catalog, date(2026, 10, 1)))
     assert sorted(found) == ["hm_eur, calls, 2026-10", "hm_idle, calls, 2026-10",
                              "hm_jpy, calls, 2026-10"]
     assert _engine_sum(con, "hm_usd", "calls") == "99999999999999999999999999.999999999999"
@@ -158,7 +161,7 @@ def test_sum_overflow_of_one_item_is_named_though_its_meter_total_fits(tmp_path)
     catalog = _catalog(tmp_path, FILTERED)
     assert _engine_sum(con, "hm_usd", "disk") == "60000000000000000000000000.000000000000"
     assert _engine_sum(con, "hm_usd", "disk", "dimensions like '%eu%'").startswith("overflow")
-    found = _overflows(cat.period_problems(con, catalog, date(2026, 10, 1)))
+    found = _overflows(period_problems(con, catalog, date(2026, 10, 1)))
     assert list(found) == ["hm_usd, disk, 2026-10"]
     assert "item disk_eu 120000000000000000000000000" in found["hm_usd, disk, 2026-10"]
     assert "disk_us" not in found["hm_usd, disk, 2026-10"]
@@ -179,7 +182,7 @@ def test_package_count_overflow_is_a_problem_naming_customer_item_and_rate(
         ("p0", "hm_eur", "calls", "1", "2026-09-05 00:00:00+00"),  # September: not billed
     ])
     catalog = _catalog(tmp_path, _package_catalog(size))
-    found = _overflows(cat.period_problems(con, catalog, date(2026, 10, 1)))
+    found = _overflows(period_problems(con, catalog, date(2026, 10, 1)))
     if not overflows:
         assert found == {}
         return
@@ -189,7 +192,7 @@ def test_package_count_overflow_is_a_problem_naming_customer_item_and_rate(
                            "hm_eur, item calls_item, period 2026-10: rate r_calls_eur prices "
                            f"{quantity} units in packages of {size}")
     assert "give the rate a package_size below" in text
-    assert _overflows(cat.period_problems(con, catalog, date(2026, 9, 1))) == {}
+    assert _overflows(period_problems(con, catalog, date(2026, 9, 1))) == {}
     con.close()
 
 
@@ -201,14 +204,14 @@ def test_package_count_overflow_of_a_restated_published_period_is_found_too(tmp_
         ("oct", "hm_eur", "calls", "1", "2026-10-05 00:00:00+00"),
     ])
     catalog = _catalog(tmp_path, _package_catalog("90000000000000000000000000"))
-    assert _overflows(cat.period_problems(con, catalog, date(2026, 10, 1))) == {}
+    assert _overflows(period_problems(con, catalog, date(2026, 10, 1))) == {}
     con.execute("insert into billing.published_periods values (date '2026-09-01', "
                 "now() - interval 1 day, 4, 'fingerprint')")  # published before it landed
-    found = _overflows(cat.period_problems(con, catalog, date(2026, 10, 1)))
+    found = _overflows(period_problems(con, catalog, date(2026, 10, 1)))
     assert list(found) == ["r_calls_eur, hm_eur"]
     assert "item calls_item, period 2026-09: rate r_calls_eur" in found["r_calls_eur, hm_eur"]
     con.execute("update billing.published_periods set published_at = now() + interval 1 day")
-    assert _overflows(cat.period_problems(con, catalog, date(2026, 10, 1))) == {}  # not late
+    assert _overflows(period_problems(con, catalog, date(2026, 10, 1))) == {}  # not late
     con.close()
 
 

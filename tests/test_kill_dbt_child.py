@@ -16,8 +16,6 @@ import pytest
 from tests.conftest import meterline_bin, pinned_now, run_meterline
 from tests.handmade import make_home
 
-pytestmark = pytest.mark.e2e
-
 
 def _children(pid: int) -> list[tuple[int, str]]:
     """(pid, command line) of every live process whose parent is ``pid``."""

@@ -12,28 +12,21 @@ import json
 import os
 import socket
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.ingestion import landing, report
 from orchestration.ingestion.landing import Lookup
+from orchestration.ingestion.landing import text as landing_text
+from orchestration.ingestion.report import escape_name, format_report
 from tests.conftest import run_meterline
 from tests.handmade import make_home
 from tests.test_landing import LK, NOW1, NOW2, TS, Home, counts, jl
 
 EMPTY = "empty file (0 bytes): nothing to land"
 SYMLINK = "symlink (not followed)"
-
-
-def format_report(doc: dict) -> str:
-    return report.format_report(doc)
-
-
-def escape_name(name: str) -> str:
-    return report.escape_name(name)
 
 
 @pytest.fixture
@@ -89,11 +82,11 @@ def test_symlinks_in_landing_are_skipped_and_never_read(home: Home, tmp_path: Pa
     assert [f["source_file"] for f in d["files"]] == ["real.jsonl"]
     assert skipped(r) == {n: SYMLINK for n in ("dangling.csv", "inside.jsonl", "linked_dir",
                                                 "passwd.jsonl", "secret.jsonl")}
-    assert d["unreadable"] == [] and d["already_landed"] == [] and r.ok
+    assert d["unreadable"] == [] and d["already_landed"] == []
     assert home.rows("select * from raw.quarantined_events") == []
     assert home.rows("select event_id from raw.usage_events") == [("r1",)]
     assert home.rows("select source_file from raw.landed_files") == [("real.jsonl",)]
-    assert "skipped" in r.format_table() and "passwd.jsonl" in r.format_table()
+    assert "skipped" in format_report(d) and "passwd.jsonl" in format_report(d)
 
 
 def test_fifo_socket_and_directory_named_like_event_files(home: Home) -> None:
@@ -116,7 +109,7 @@ def test_fifo_socket_and_directory_named_like_event_files(home: Home) -> None:
     assert skipped(r) == expected
     # a directory is a folder whatever its name: its files are listed like any others
     assert [f["source_file"] for f in r.to_dict()["files"]] == ["dir.jsonl/inner.jsonl"]
-    assert r.ok
+    assert not r.unreadable
 
 
 def test_given_paths_are_read_as_given_but_must_be_regular(home: Home, tmp_path: Path) -> None:
@@ -149,7 +142,7 @@ def test_symlinks_inside_a_given_directory_are_not_followed(home: Home, tmp_path
 
 def test_invalid_utf8_names_line_and_byte_offset(home: Home) -> None:
     good = ev("u1") + ev("u2")
-    bad_line = '{"event_id": "caf'.encode() + b"\xe9" + b'", "customer_id": "c1"}\n'
+    bad_line = b'{"event_id": "caf' + b"\xe9" + b'", "customer_id": "c1"}\n'
     body = good.encode() + bad_line + ev("u3").encode()
     home.put("latin1.jsonl", body)
     home.put("latin1.csv", b"event_id,customer_id,meter,value,timestamp\n"
@@ -174,23 +167,23 @@ def test_invalid_utf8_names_line_and_byte_offset(home: Home) -> None:
     (home.landing / "latin1.csv").unlink()
     (home.landing / "z.jsonl.gz").unlink()
     r2 = home.ingest(LK, now=NOW2)
-    assert r2.ok and counts(r2)["latin1.jsonl"]["read"] == 4
+    assert not r2.unreadable and counts(r2)["latin1.jsonl"]["read"] == 4
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 64, 1 << 20])
 def test_utf8_scan_across_chunk_boundaries(tmp_path: Path, monkeypatch, chunk: int) -> None:
-    monkeypatch.setattr(landing, "UTF8_SCAN_CHUNK", chunk)
+    monkeypatch.setattr(landing_text, "UTF8_SCAN_CHUNK", chunk)
     samples = [
         "a€b\n😀\nxé\n".encode() * 3,  # valid: multi-byte characters cut anywhere
         "ab\n€€\n".encode() + b"\xe2\x82" ,               # truncated at the end of the file
         "l1\nl2 😀\n".encode() + b"\xf0\x9f\x98x\n",     # broken 4-byte sequence
-        "\n\n\n".encode() + b"\xed\xa0\x80\n",           # an encoded surrogate
+        b"\n\n\n" + b"\xed\xa0\x80\n",           # an encoded surrogate
         b"\xff",
     ]
     for i, data in enumerate(samples):
         p = tmp_path / f"s{i}"
         p.write_bytes(data)
-        got = landing._first_invalid_utf8(p)
+        got = landing_text.first_invalid_utf8(p)
         try:
             data.decode("utf-8")
             assert got is None, (chunk, data)
@@ -212,14 +205,14 @@ def test_empty_files_are_reported_empty_on_every_run(home: Home) -> None:
         r = home.ingest(LK, now=now)
         d = r.to_dict()
         assert skipped(r) == expected
-        assert d["unreadable"] == [] and r.ok
+        assert d["unreadable"] == []
         # only the real file is "landed before" on the second run: no empty file shadows another
         assert [a["source_file"] for a in d["already_landed"]] == (
             [] if now is NOW1 else ["a.jsonl"])
     assert home.rows("select source_file from raw.landed_files") == [("a.jsonl",)]
     # an empty file given explicitly is empty too, not unreadable
     r = home.ingest(LK, paths=[home.landing / "empty.csv"], now=NOW2)
-    assert skipped(r) == {"empty.csv": EMPTY} and r.ok
+    assert skipped(r) == {"empty.csv": EMPTY} and not r.unreadable
 
 
 # ---------------------------------------------------------------------- 4. control characters
@@ -233,12 +226,12 @@ def test_control_characters_in_names_are_escaped_in_reports(home: Home) -> None:
     assert d["files"][0]["source_file"] == name  # the document keeps the real name
     shown = "a\\nb\\tc\\x1b[31m\\r\\u2028.jsonl"
     assert escape_name(name) == shown
-    for text in (format_report(json.loads(json.dumps(d))), r.format_table()):
-        assert "\x1b" not in text and "\t" not in text and "\r" not in text
-        rows = [ln for ln in text.splitlines() if shown in ln]
-        assert rows and rows[0].split()[:2] == [shown, "jsonl"], text
-        assert any("new\\nline.csv" in ln and EMPTY in ln for ln in text.splitlines()), text
-        assert not any(ln.startswith(("b", "line.csv")) for ln in text.splitlines())
+    text = format_report(json.loads(json.dumps(d)))
+    assert "\x1b" not in text and "\t" not in text and "\r" not in text
+    rows = [ln for ln in text.splitlines() if shown in ln]
+    assert rows and rows[0].split()[:2] == [shown, "jsonl"], text
+    assert any("new\\nline.csv" in ln and EMPTY in ln for ln in text.splitlines()), text
+    assert not any(ln.startswith(("b", "line.csv")) for ln in text.splitlines())
 
 
 def test_escape_name_keeps_printable_text_and_shows_undecodable_bytes() -> None:
@@ -281,11 +274,11 @@ def test_out_of_range_months_are_landed_and_reported(home: Home) -> None:
     d = r.to_dict()
     assert d["out_of_range_months"] == {"1969-12": 1, "2019-12": 2, "2026-07": 1, "9999-01": 1}
     assert home.one("select count(*) from raw.usage_events") == (7,)  # kept, all of them
-    for text in (r.format_table(), format_report(d)):
-        assert "kept in raw.usage_events" in text
-        assert "1969-12: 1 event(s), before 2020-01, the first billable month" in text
-        assert "9999-01: 1 event(s), after the current month: no bill can reach them until " \
-               "that month starts" in text
+    text = format_report(d)
+    assert "kept in raw.usage_events" in text
+    assert "1969-12: 1 event(s), before 2020-01, the first billable month" in text
+    assert "9999-01: 1 event(s), after the current month: no bill can reach them until " \
+           "that month starts" in text
     # re-landed rows count in the run that lands them; a run with nothing out of range says so
     r2 = home.ingest(Lookup(customers={"c1", "later"}, meters={"s": "sum"}), now=NOW2)
     assert r2.relanded.landed == 1
@@ -293,12 +286,12 @@ def test_out_of_range_months_are_landed_and_reported(home: Home) -> None:
     home.put("b.jsonl", ev("i3"))
     r3 = home.ingest(lk, now=NOW2)
     assert r3.to_dict()["out_of_range_months"] == {}
-    assert "billable" not in r3.format_table() and "billable" not in format_report(r3.to_dict())
+    assert "billable" not in format_report(r3.to_dict())
 
 
 def test_the_current_month_follows_now(home: Home) -> None:
     home.put("a.jsonl", ev("f1", "2026-07-15T00:00:00Z"))
-    r = home.ingest(LK, now=datetime(2026, 7, 1, 0, 0, tzinfo=timezone.utc))
+    r = home.ingest(LK, now=datetime(2026, 7, 1, 0, 0, tzinfo=UTC))
     assert r.to_dict()["out_of_range_months"] == {}
 
 

@@ -20,10 +20,11 @@ from tests.handmade import EXPECTED, make_home
 
 ensure_manifest()
 
+from orchestration import instance as meterline_instance  # noqa: E402
 from orchestration.billing.schedules import monthly_close  # noqa: E402
+from orchestration.cli import engine  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 from orchestration.ingestion.sensors import landing_files  # noqa: E402
-from orchestration.lib import runner  # noqa: E402
 from orchestration.lib.settings import load as load_settings  # noqa: E402
 
 
@@ -77,7 +78,8 @@ def test_the_schedule_publishes_what_the_cli_publishes(tmp_path, home_env):
                                     raise_on_error=False)
     assert result.success
     run = instance.get_run_by_id(result.run_id)
-    assert run.tags["meterline/writer"] == "warehouse" and run.tags["dagster/partition"] == "2026-10"
+    assert run.tags["meterline/writer"] == "warehouse"
+    assert run.tags["dagster/partition"] == "2026-10"
 
     by_schedule, by_cli = _published_state(home), _published_state(cli_home)
     assert len(by_schedule["invoices"]) == len(EXPECTED)
@@ -104,7 +106,7 @@ def test_a_sensor_tick_during_a_bill_waits_for_its_turn(tmp_path, home_env):
                                                          stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not runner.active_writer_runs(instance):  # the bill's run has started
+        while not meterline_instance.active_writer_runs(instance):  # the bill's run has started
             assert bill.poll() is None, bill.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "the bill run did not start"
             time.sleep(0.1)
@@ -115,12 +117,12 @@ def test_a_sensor_tick_during_a_bill_waits_for_its_turn(tmp_path, home_env):
                                      repository_def=defs.get_repository_def()) as context:
             tick = landing_files.evaluate_tick(context)
         requests = list(tick.run_requests or [])
-        (bill_run,) = runner.active_writer_runs(instance)
+        (bill_run,) = meterline_instance.active_writer_runs(instance)
         assert bill_run.job_name == "billing_job", "the tick came after the bill"
         assert [r.tags.get("meterline/source") for r in requests] == ["sensor"]
 
         # the requested run takes its turn as the queue would: after the bill's run
-        outcome = runner.run_job(load_settings(), landing_files.job_name,
+        outcome = engine.run_job(load_settings(), landing_files.job_name,
                                  run_config=requests[0].run_config, tags=requests[0].tags)
         out, err = bill.communicate(timeout=600)
     finally:
@@ -152,7 +154,7 @@ def test_a_bill_killed_with_sigkill_does_not_block_the_next_one(tmp_path, home_e
     while not instance.event_log_storage.get_concurrency_info("duckdb").active_slot_count:
         assert bill.poll() is None and time.monotonic() < deadline, "the bill never held the slot"
         time.sleep(0.1)
-    (killed,) = runner.active_writer_runs(instance)
+    (killed,) = meterline_instance.active_writer_runs(instance)
     os.killpg(bill.pid, signal.SIGKILL)  # the CLI and the dbt it started, as an OOM kill would
     bill.wait(timeout=30)
     assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.STARTED
@@ -162,4 +164,4 @@ def test_a_bill_killed_with_sigkill_does_not_block_the_next_one(tmp_path, home_e
     assert done.returncode == 0, done.stderr[-3000:]
     assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
     assert instance.event_log_storage.get_concurrency_info("duckdb").active_slot_count == 0
-    assert runner.active_writer_runs(instance) == []
+    assert meterline_instance.active_writer_runs(instance) == []

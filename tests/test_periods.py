@@ -6,7 +6,8 @@ from orchestration.lib import periods
 from orchestration.lib.settings import UsageError
 
 
-@pytest.mark.parametrize("text", ["2026-13", "2026-00", "26-10", "2026/10", "", "2026-1", "2026-10-01"])
+@pytest.mark.parametrize("text", ["2026-13", "2026-00", "26-10", "2026/10", "", "2026-1",
+                                  "2026-10-01"])
 def test_malformed_period_is_usage_error(text):
     with pytest.raises(UsageError, match="YYYY-MM"):
         periods.parse_period(text, today=date(2026, 11, 25))

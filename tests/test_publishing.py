@@ -1,10 +1,11 @@
 """Publishing through the real CLI (CONTRACT.md section 7): numbered, atomic, documented,
-idempotent; refused on a failed reconciliation, inside the grace period and after an edit of a
-catalog row that priced the published period."""
+idempotent; refused on a failed reconciliation or dbt test, inside the grace period and after an
+edit of a catalog row that priced the published period."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -95,17 +96,43 @@ def test_publish_refused_when_reconciliation_fails(tmp_path):
     assert not (home / "invoices" / "2026-10").exists()
 
 
-def test_a_tampered_line_is_caught_by_the_checks_and_blocks_the_publish_step(tmp_path, home_env):
-    """The publish step and the reconciliation checks as Dagster runs them, on drafts whose line
-    was changed after the build: the blocking checks fail with their figures and the publish
-    step does not run; and the publish step alone (no checks in its run) refuses by itself."""
+def _publish_runs(home_env, home: Path, cat: Path):
+    """A function running publish_job for October with only the publish step and ``checks``
+    (asset check keys), in process on the home's instance; the reconciliation checks' keys; the
+    blocking dbt tests' keys; and the instance."""
     import dagster as dg
 
-    from orchestration.billing.checks import BLOCKING_CHECKS, CHECK_TARGETS
     from orchestration.billing.project import ensure_manifest
 
     ensure_manifest()
+    from orchestration.billing.assets import blocking_dbt_checks
+    from orchestration.billing.reconciliation.registry import CHECKS
     from orchestration.definitions import defs
+
+    instance = home_env(home, cat)
+    job = defs.resolve_job_def("publish_job")
+    publish_key = dg.AssetKey(["billing", "publish_invoices"])
+
+    def run(checks: set):
+        return job.get_subset(asset_selection={publish_key}, asset_check_selection=checks
+                              ).execute_in_process(instance=instance, partition_key="2026-10",
+                                                   raise_on_error=False)
+
+    reconciliation = {dg.AssetCheckKey(dg.AssetKey(check.asset), check.name) for check in CHECKS}
+    return run, reconciliation, set(blocking_dbt_checks()), instance
+
+
+def _refusals(result) -> list[str]:
+    return [e.step_failure_data.user_failure_data.description for e in result.all_events
+            if e.is_step_failure and e.step_failure_data.user_failure_data]
+
+
+def test_a_tampered_line_is_caught_by_the_checks_and_blocks_the_publish_step(tmp_path, home_env):
+    """The publish step, the reconciliation checks and the dbt tests as Dagster runs them, on
+    drafts whose line was changed after the build: the blocking checks fail with their figures
+    (the Decimal pricer's, and the dbt test of the invoice total) and the publish step does not
+    run; and the publish step alone (no checks in its run) refuses by itself."""
+    from orchestration.billing.reconciliation.registry import CHECKS
 
     home, cat, cwd = make_home(tmp_path)
     assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
@@ -115,19 +142,14 @@ def test_a_tampered_line_is_caught_by_the_checks_and_blocks_the_publish_step(tmp
     con.execute("update marts.fct_invoice_lines set amount = amount + 0.01 "
                 "where invoice_id = 'INV-202610-hm_usd' and line_number = 2")  # 8.53 -> 8.54
     con.close()
-    instance = home_env(home, cat)
-    job = defs.resolve_job_def("publish_job")
-    publish_key = dg.AssetKey(["billing", "publish_invoices"])
-    check_keys = {dg.AssetCheckKey(dg.AssetKey(CHECK_TARGETS[name]), name)
-                  for name in CHECK_TARGETS}
+    run, reconciliation, dbt_tests, _ = _publish_runs(home_env, home, cat)
 
-    checked = job.get_subset(asset_selection={publish_key}, asset_check_selection=check_keys
-                             ).execute_in_process(instance=instance, partition_key="2026-10",
-                                                  raise_on_error=False)
+    checked = run(reconciliation | dbt_tests)
     assert not checked.success
     failed = {e.check_name: e.metadata for e in checked.get_asset_check_evaluations()
               if not e.passed}
-    assert set(failed) == {"line_amounts_match_decimal_pricer", "invoice_totals_and_numbering"}
+    assert set(failed) == {"line_amounts_match_decimal_pricer",
+                           "assert_invoice_total_equals_sum_of_lines"}
     figures = failed["line_amounts_match_decimal_pricer"]["figures"].data
     first = figures["differences"][0]
     assert (first["invoice_id"], first["line_number"], first["actual_amount"],
@@ -135,14 +157,13 @@ def test_a_tampered_line_is_caught_by_the_checks_and_blocks_the_publish_step(tmp
     assert not checked.asset_materializations_for_node("billing__publish_invoices")
     assert _published(home) == [] and not (home / "invoices" / "2026-10").exists()
 
-    alone = job.get_subset(asset_selection={publish_key}, asset_check_selection=set()
-                           ).execute_in_process(instance=instance, partition_key="2026-10",
-                                                raise_on_error=False)
+    alone = run(set())
     assert not alone.success
-    refused = [e.step_failure_data.user_failure_data.description for e in alone.all_events
-               if e.is_step_failure]
+    refused = _refusals(alone)
     assert len(refused) == 1 and "reconciliation failed; nothing was written" in refused[0]
-    assert all(f"{name}: did not run in this run" in refused[0] for name in BLOCKING_CHECKS)
+    assert all(f"{check.name}: did not run in this run" in refused[0]
+               for check in CHECKS if check.blocking)
+    assert f"{len(dbt_tests)} blocking dbt test(s) did not run in this run" in refused[0]
     assert _published(home) == []
 
     # the audit trail keeps what each run proved; a full publish rebuilds the month and passes
@@ -155,4 +176,48 @@ def test_a_tampered_line_is_caught_by_the_checks_and_blocks_the_publish_step(tmp
                        "billing.reconciliation_results group by run_id order by min(checked_at)"
                        ).fetchall()
     con.close()
-    assert [failures for _, failures in runs] == [0, 2, 0]  # bill, tampered check run, publish
+    assert [failures for _, failures in runs] == [0, 1, 0]  # bill, tampered check run, publish
+
+
+def test_a_tampered_invoice_total_fails_its_dbt_test_and_publishes_nothing(tmp_path, home_env):
+    """An invariant only a dbt test states (an invoice total = the sum of its lines: no
+    reconciliation check re-derives it) stops publishing through the real publish job. Run with
+    the dbt tests, the failed test keeps the publish step from running, and the gate reads the
+    failure from that run's asset check evaluations; run with the reconciliation checks only,
+    which all pass, the publish step refuses by itself: the dbt test did not pass in its run."""
+    from orchestration.billing import checks
+    from orchestration.billing.assets import blocking_dbt_checks
+
+    home, cat, cwd = make_home(tmp_path)
+    assert run_meterline(["ingest"], home=home, catalog=cat, cwd=cwd).returncode == 0
+    assert run_meterline(["bill", "--period", "2026-10"], home=home, catalog=cat,
+                         cwd=cwd).returncode == 0
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("update marts.fct_invoices set total = total + 1, subtotal = subtotal + 1 "
+                "where customer_id = 'hm_usd'")  # 94.45 -> 95.45, its lines unchanged
+    con.close()
+    run, reconciliation, dbt_tests, instance = _publish_runs(home_env, home, cat)
+    test = "marts/fct_invoices:assert_invoice_total_equals_sum_of_lines"
+
+    everything = run(reconciliation | dbt_tests)
+    assert not everything.success
+    evaluations = everything.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations if not e.passed} == {
+        "assert_invoice_total_equals_sum_of_lines"}
+    assert {e.asset_check_key for e in evaluations} == reconciliation | dbt_tests
+    assert not everything.asset_materializations_for_node("billing__publish_invoices")
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        gate = checks.unproved(con, instance, everything.run_id, date(2026, 10, 1),
+                               blocking_dbt_checks())
+    finally:
+        con.close()
+    assert gate == [f"{test}: dbt test failed (1 failing row(s))"]
+
+    reconciled = run(reconciliation)
+    assert not reconciled.success
+    assert all(e.passed for e in reconciled.get_asset_check_evaluations())
+    refused = _refusals(reconciled)
+    assert len(refused) == 1 and "reconciliation failed; nothing was written" in refused[0]
+    assert "blocking dbt test(s) did not run in this run" in refused[0] and test in refused[0]
+    assert _published(home) == [] and not (home / "invoices" / "2026-10").exists()

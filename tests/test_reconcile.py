@@ -1,11 +1,12 @@
 """Reconciliation: the independent Decimal pricer on the contract's edge cases, and every check
-of orchestration.billing.reconcile on a real warehouse (no mocks).
+of orchestration.billing.reconciliation on a real warehouse (no mocks).
 
 The warehouse is the hand-made month of tests/handmade.py, built once through the real CLI
 (`ingest`, then `bill --period 2026-10`), plus a second landing file with a duplicate, three
 quarantined rows and one event of a meter no item prices (none of which changes an invoice).
 Every check passes on it. Then the data is broken on purpose, each time in a copy of the
-warehouse file, and the right check fails with figures naming what differs.
+warehouse file, and the right check fails with figures naming what differs. Claims over the
+marts' own tables are not these checks' to state: breaking them fails their dbt tests instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
 import time
 from datetime import date
 from decimal import Decimal
@@ -21,10 +24,20 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.billing import pricer, reconcile
-from orchestration.billing.pricer import (ItemUsage, PricingError, Pricer, ceil_div_exact,
-                                          price_period, round_half_away)
-from orchestration.lib import catalog as catalog_lib
+from orchestration.billing import pricer
+from orchestration.billing.pricer import (
+    ItemUsage,
+    Pricer,
+    PricingError,
+    ceil_div_exact,
+    price_period,
+    round_half_away,
+)
+from orchestration.billing.reconciliation.registry import CHECKS, run_checks
+from orchestration.billing.reconciliation.result import CheckResult
+from orchestration.catalog.model import Parsed, parse
+from orchestration.catalog.read import load_catalog
+from orchestration.catalog.rules import validate
 from orchestration.lib import warehouse
 from tests.conftest import run_meterline
 from tests.handmade import CATALOG, EXPECTED, make_home
@@ -97,13 +110,13 @@ MARCH = date(2026, 3, 1)
 
 
 @pytest.fixture(scope="module")
-def pricer_catalog(tmp_path_factory) -> catalog_lib.Parsed:
+def pricer_catalog(tmp_path_factory) -> Parsed:
     folder = tmp_path_factory.mktemp("pricer_catalog")
     for name, text in PRICER_CATALOG.items():
         (folder / name).write_text(text)
-    catalog = catalog_lib.load_catalog(folder)
-    assert catalog_lib.validate(catalog) == []
-    return catalog_lib.parse(catalog)
+    catalog = load_catalog(folder)
+    assert validate(catalog) == []
+    return parse(catalog)
 
 
 def _lines(parsed, customer, item, aggregate, period=MARCH):
@@ -276,21 +289,21 @@ def built(tmp_path_factory) -> dict:
 
 
 def _checks(path: Path, catalog, *, read_only: bool = False, **kwargs
-            ) -> dict[str, reconcile.CheckResult]:
+            ) -> dict[str, CheckResult]:
     con = warehouse.connect(path, read_only=read_only)
     try:
-        results = reconcile.run_checks(con, catalog, OCTOBER, **kwargs)
+        results = run_checks(con, catalog, OCTOBER, **kwargs)
     finally:
         con.close()
-    assert [r.name for r in results] == list(kwargs.get("checks") or reconcile.CHECK_NAMES)
+    assert [r.name for r in results] == list(kwargs.get("checks") or
+                                             [check.name for check in CHECKS])
     for r in results:
         json.dumps(r.figures)  # JSON-able, money as strings
     return {r.name: r for r in results}
 
 
-def _broken(built: dict, tmp_path: Path, *statements: str, **kwargs
-            ) -> dict[str, reconcile.CheckResult]:
-    """Break a copy of the warehouse with ``statements``, then run the checks on it."""
+def _break(built: dict, tmp_path: Path, *statements: str) -> Path:
+    """A copy of the warehouse broken with ``statements``."""
     copy = tmp_path / "warehouse.duckdb"
     shutil.copyfile(built["warehouse"], copy)
     con = warehouse.connect(copy)  # read-write
@@ -300,17 +313,24 @@ def _broken(built: dict, tmp_path: Path, *statements: str, **kwargs
         con.execute("checkpoint")
     finally:
         con.close()
-    return _checks(copy, catalog_lib.load_catalog(built["catalog"]), **kwargs)
+    return copy
 
 
-def _failed(results: dict[str, reconcile.CheckResult]) -> set[str]:
+def _broken(built: dict, tmp_path: Path, *statements: str, **kwargs
+            ) -> dict[str, CheckResult]:
+    """Break a copy of the warehouse with ``statements``, then run the checks on it."""
+    copy = _break(built, tmp_path, *statements)
+    return _checks(copy, load_catalog(built["catalog"]), **kwargs)
+
+
+def _failed(results: dict[str, CheckResult]) -> set[str]:
     return {name for name, r in results.items() if not r.passed}
 
 
 @pytest.fixture(scope="module")
-def clean(built) -> dict[str, reconcile.CheckResult]:
+def clean(built) -> dict[str, CheckResult]:
     clock = time.perf_counter()
-    results = _checks(built["warehouse"], catalog_lib.load_catalog(built["catalog"]),
+    results = _checks(built["warehouse"], load_catalog(built["catalog"]),
                       read_only=True)
     results["_seconds"] = time.perf_counter() - clock  # type: ignore[assignment]
     return results
@@ -338,15 +358,13 @@ def test_every_check_passes_on_the_clean_build(clean):
     assert amounts["expected_lines"] == amounts["actual_lines"] == sum(
         len(lines) for _, _, lines in EXPECTED.values())
 
-    invoices = clean["invoice_totals_and_numbering"].figures
-    assert invoices["invoices"] == invoices["expected_invoices"] == len(EXPECTED)
-
     unbilled = clean["unbilled_usage_reported"]
     assert unbilled.figures["unbilled"] == [
         {"customer_id": "hm_usd", "meter_id": "logins", "quantity": "1", "event_count": 1}]
 
     ge = clean["table_expectations"].figures
-    assert ge["expectations"] >= 25 and ge["rows"]["fct_invoice_lines"] == 10
+    assert ge["expectations"] == 4  # integer minor units in range, of totals and of amounts
+    assert ge["rows"] == {"fct_invoices": len(EXPECTED), "fct_invoice_lines": 10}
 
 
 def test_the_clean_build_is_the_hand_made_month(built):
@@ -387,24 +405,21 @@ def test_a_deleted_october_event_fails_the_event_and_quantity_checks(built, tmp_
     assert (diff["expected_amount"], diff["actual_amount"]) == ("4.53", "8.53")
 
 
-def test_a_tampered_line_amount_fails_the_pricer_and_total_checks(built, tmp_path):
+def test_a_tampered_line_amount_fails_the_pricer_check(built, tmp_path):
+    # (that the invoice total no longer adds up is assert_invoice_total_equals_sum_of_lines's)
     results = _broken(built, tmp_path, """
         update marts.fct_invoice_lines set amount = 0.93
         where invoice_id = 'INV-202610-hm_usd' and product_item_id = 'storage_item'""")
-    assert _failed(results) == {"line_amounts_match_decimal_pricer",
-                                "invoice_totals_and_numbering"}
+    assert _failed(results) == {"line_amounts_match_decimal_pricer"}
     [diff] = results["line_amounts_match_decimal_pricer"].figures["differences"]
     assert (diff["customer_id"], diff["product_item_id"], diff["invoice_id"],
             diff["line_number"]) == ("hm_usd", "storage_item", "INV-202610-hm_usd", 4)
     assert (diff["expected_amount"], diff["actual_amount"]) == ("0.92", "0.93")
     assert "amount 0.93 but the pricer gives 0.92" in diff["problems"][0]
-    [diff] = results["invoice_totals_and_numbering"].figures["differences"]
-    assert (diff["invoice_id"], diff["total"], diff["lines_amount"]) == (
-        "INV-202610-hm_usd", "94.45", "94.46")
 
 
 def test_a_changed_rate_in_the_catalog_fails_only_the_pricer_check(built):
-    parsed = catalog_lib.parse(catalog_lib.load_catalog(built["catalog"]))
+    parsed = parse(load_catalog(built["catalog"]))
     parsed.rates = [dataclasses.replace(r, unit_price=D("0.024"))
                     if r.rate_id == "r_storage_usd" else r for r in parsed.rates]
     results = _checks(built["warehouse"], parsed, read_only=True)
@@ -438,42 +453,79 @@ def test_a_file_whose_stored_counts_do_not_add_up(built, tmp_path):
     assert diff["problems"] == ["rows_read 6 != landed 1 + duplicate 1 + quarantined 3 = 5"]
 
 
-def test_a_duplicate_line_number_and_a_missing_invoice(built, tmp_path):
-    results = _broken(built, tmp_path,
-                      "update marts.fct_invoice_lines set line_number = 1 "
-                      "where invoice_id = 'INV-202610-hm_jpy' and line_number = 2",
-                      "delete from marts.fct_invoices where customer_id = 'hm_idle'")
-    assert _failed(results) == {"invoice_totals_and_numbering", "table_expectations"}
-    diffs = results["invoice_totals_and_numbering"].figures["differences"]
-    assert [d.get("invoice_id") or d["customer_id"] for d in diffs] == [
-        "INV-202610-hm_jpy", "hm_idle"]
-    assert "not 1..n gap-free" in diffs[0]["problems"][0]
-    assert diffs[1]["problems"] == ["must have exactly one invoice, has 0"]
-    ge = results["table_expectations"].figures["differences"]
-    assert {(d["table"], d["expectation"]) for d in ge} == {
-        ("fct_invoice_lines", "expect_compound_columns_to_be_unique")}
+#: Claims over the marts' own tables, each broken in one copy, and the dbt tests that own them.
+MART_CLAIMS_BROKEN = [
+    "update marts.fct_invoices set total = total + 1, subtotal = subtotal + 1 "
+    "where customer_id = 'hm_eur'",
+    "update marts.fct_invoice_lines set line_number = 3 "
+    "where invoice_id = 'INV-202610-hm_jpy' and line_number = 2",
+    "update marts.fct_invoice_lines set line_number = 7 - line_number "
+    "where invoice_id = 'INV-202610-hm_usd' and line_number in (3, 4)",
+    "delete from marts.fct_invoices where customer_id = 'hm_idle'",
+    "update marts.fct_invoices set billing_period_end = date '2026-12-01' "
+    "where customer_id = 'hm_usd'",
+    "update marts.fct_invoice_lines set usage_period_end = date '2026-12-01' "
+    "where invoice_id = 'INV-202610-hm_jpy' and line_number = 1",
+]
+MART_CLAIM_TESTS = {
+    "assert_invoice_total_equals_sum_of_lines",  # hm_eur's total
+    "assert_line_numbers_gap_free",  # hm_jpy's lines 1, 3
+    "assert_line_numbers_follow_contract_order",  # hm_jpy's, and hm_usd's seats after storage
+    "assert_every_recipient_has_one_shown_invoice",  # hm_idle's invoice gone
+    "assert_invoice_ids_name_customer_and_period",  # hm_usd's invoice ending in December
+    "assert_lines_agree_with_their_invoice",  # hm_jpy's usage line billing into December
+}
 
 
-def test_great_expectations_catches_a_bad_status_and_sub_minor_amounts(built, tmp_path):
+def _failing_dbt_tests(path: Path, tmp_path: Path) -> set[str]:
+    """Run every dbt data test of October on the warehouse at ``path``: the names that fail."""
+    from orchestration.billing.project import DBT_PROJECT_DIR, dbt_executable
+
+    target = tmp_path / "dbt-target"
+    done = subprocess.run(
+        [dbt_executable(), "test", "--select", "test_type:data", "--vars",
+         "{billing_period: '2026-10-01'}", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
+         "--log-path", str(tmp_path / "dbt-logs")],
+        env=dict(os.environ, METERLINE_WAREHOUSE=str(path)), capture_output=True, text=True,
+        check=False, cwd=tmp_path)
+    assert (target / "run_results.json").exists(), done.stdout[-4000:] + done.stderr[-2000:]
+    results = [r for r in json.loads((target / "run_results.json").read_text())["results"]
+               if r["unique_id"].startswith("test.")]
+    assert len(results) >= 40 and {r["status"] for r in results} <= {"pass", "fail"}, \
+        done.stdout[-4000:]
+    return {r["unique_id"].split(".")[2] for r in results if r["status"] == "fail"}
+
+
+def test_claims_over_the_marts_fail_their_dbt_tests_not_the_reconciliation(built, tmp_path):
+    """One owner per invariant: totals, line numbering and order, invoice ids, the lines'
+    agreement with their invoice and one invoice per recipient are dbt tests over the marts, so
+    breaking them leaves every independent re-derivation passing and fails exactly those tests
+    (run at severity error in every build, and required by the publish gate)."""
+    copy = _break(built, tmp_path, *MART_CLAIMS_BROKEN)
+    results = _checks(copy, load_catalog(built["catalog"]))
+    assert _failed(results) == set(), "\n".join(str(r) for r in results.values() if not r.passed)
+    assert _failing_dbt_tests(copy, tmp_path) == MART_CLAIM_TESTS
+
+
+def test_great_expectations_catches_amounts_beyond_the_sane_range(built, tmp_path):
+    # 10^14 USD is 10^16 cents: beyond the 10^15 minor units of MAX_MINOR_UNITS
     results = _broken(built, tmp_path,
-                      "update marts.fct_invoices set status = 'sent' "
-                      "where customer_id = 'hm_idle'",
-                      "update marts.fct_invoice_lines set amount = 4.995 "
+                      "update marts.fct_invoice_lines set amount = 100000000000000 "
                       "where invoice_id = 'INV-202610-hm_eur' and line_number = 1",
-                      "update marts.fct_invoices set total = 49.995, subtotal = 49.995 "
-                      "where customer_id = 'hm_eur'")
+                      "update marts.fct_invoices set total = 100000000000000, "
+                      "subtotal = 100000000000000 where customer_id = 'hm_usd'")
     assert _failed(results) == {"table_expectations", "line_amounts_match_decimal_pricer"}
     result = results["table_expectations"]
     found = {(d["table"], d["expectation"], d["kwargs"].get("column")): d
              for d in result.figures["differences"]}
     assert set(found) == {
-        ("fct_invoices", "expect_column_values_to_be_in_set", "status"),
-        ("fct_invoices", "expect_column_values_to_be_in_set", "total_is_whole_minor"),
-        ("fct_invoice_lines", "expect_column_values_to_be_in_set", "amount_is_whole_minor")}
-    assert found[("fct_invoices", "expect_column_values_to_be_in_set", "status")][
-        "partial_unexpected_list"] == ["sent"]
+        ("fct_invoices", "expect_column_values_to_be_between", "total_minor"),
+        ("fct_invoice_lines", "expect_column_values_to_be_between", "amount_minor")}
+    assert found[("fct_invoices", "expect_column_values_to_be_between", "total_minor")][
+        "partial_unexpected_list"] == [10**16]
     [diff] = results["line_amounts_match_decimal_pricer"].figures["differences"]
-    assert (diff["expected_amount"], diff["actual_amount"]) == ("5.00", "4.995")
+    assert (diff["expected_amount"], diff["actual_amount"]) == ("5.00", "100000000000000.00")
 
 
 def test_double_counted_meter_usage_fails_events_counted_once(built, tmp_path):
@@ -481,7 +533,7 @@ def test_double_counted_meter_usage_fails_events_counted_once(built, tmp_path):
         insert into marts.fct_meter_usage
         select * from marts.fct_meter_usage
         where customer_id = 'hm_eur' and meter_id = 'seats'""")
-    assert _failed(results) == {"events_counted_once", "table_expectations"}
+    assert _failed(results) == {"events_counted_once"}
     [diff] = results["events_counted_once"].figures["differences"]
     assert (diff["customer_id"], diff["meter_id"], diff["raw_event_count"],
             diff["fct_event_count"]) == ("hm_eur", "seats", 1, 2)
@@ -490,14 +542,13 @@ def test_double_counted_meter_usage_fails_events_counted_once(built, tmp_path):
 def test_wrong_unbilled_usage_is_reported_without_blocking(built, tmp_path):
     results = _broken(built, tmp_path, "delete from marts.fct_unbilled_usage")
     assert _failed(results) == {"unbilled_usage_reported"}
-    assert reconcile.blocking_failures(results.values()) == []
+    assert [r for r in results.values() if r.blocking and not r.passed] == []
     [diff] = results["unbilled_usage_reported"].figures["differences"]
     assert (diff["customer_id"], diff["meter_id"], diff["recomputed_event_count"]) == (
         "hm_usd", "logins", 1)
 
 
-LINE_CHECKS = ["rated_quantity_matches_usage", "line_amounts_match_decimal_pricer",
-               "invoice_totals_and_numbering"]
+LINE_CHECKS = ["rated_quantity_matches_usage", "line_amounts_match_decimal_pricer"]
 LATE_EVENT = """
     insert into raw.usage_events
     select 'late-1', 'hm_eur', 'calls', 100, timestamptz '2026-10-15 00:00:00+00', '{{}}',
@@ -535,22 +586,22 @@ def test_a_missing_table_fails_closed(built, tmp_path):
     results = _broken(built, tmp_path, "drop table marts.fct_invoice_lines")
     failed = _failed(results)
     assert {"rated_quantity_matches_usage", "line_amounts_match_decimal_pricer",
-            "invoice_totals_and_numbering", "table_expectations"} <= failed
-    assert "could not run" in results["invoice_totals_and_numbering"].summary
+            "table_expectations"} <= failed
+    assert "could not run" in results["line_amounts_match_decimal_pricer"].summary
 
 
 def test_checks_can_be_selected_and_leave_no_temp_tables(built):
     con = warehouse.connect(built["warehouse"], read_only=True)
     try:
-        results = reconcile.run_checks(con, catalog_lib.load_catalog(built["catalog"]),
-                                       OCTOBER, checks=["invoice_totals_and_numbering"])
+        results = run_checks(con, load_catalog(built["catalog"]),
+                             OCTOBER, checks=["line_amounts_match_decimal_pricer"])
         left = con.execute("select table_name from duckdb_tables() where temporary").fetchall()
     finally:
         con.close()
-    assert [r.name for r in results] == ["invoice_totals_and_numbering"] and results[0].passed
+    assert [r.name for r in results] == ["line_amounts_match_decimal_pricer"] and results[0].passed
     assert left == []
     with pytest.raises(ValueError, match="not the first day"):
-        reconcile.run_checks(None, None, date(2026, 10, 2))  # type: ignore[arg-type]
+        run_checks(None, None, date(2026, 10, 2))  # type: ignore[arg-type]
 
 
 def test_pricer_module_shares_no_code_with_the_sql_path():
@@ -561,4 +612,4 @@ def test_pricer_module_shares_no_code_with_the_sql_path():
                 for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"__future__", "decimal", "collections.abc", "dataclasses", "datetime",
-                        "orchestration.lib"}
+                        "orchestration.catalog.model", "orchestration.catalog.read"}

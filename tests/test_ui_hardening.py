@@ -24,17 +24,18 @@ from tests.handmade import make_home
 
 ensure_manifest()
 
-from orchestration.billing import assets as billing_assets  # noqa: E402
-from orchestration.billing.checks import CHECK_NAMES, CHECK_TARGETS  # noqa: E402
+from orchestration import instance as meterline_instance  # noqa: E402
+from orchestration.billing import partitions as billing_partitions  # noqa: E402
+from orchestration.billing.reconciliation.registry import CHECKS  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
 from orchestration.ingestion.sensors import landing_files  # noqa: E402
-from orchestration.lib import runner  # noqa: E402
 from orchestration.lib.settings import load as load_settings  # noqa: E402
 
 PUBLISH = dg.AssetKey(["billing", "publish_invoices"])
 USAGE = dg.AssetKey(["raw", "usage_events"])
 REFUSAL = "publish one month at a time: meterline bill --period YYYY-MM --publish"
-LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $p) {
   __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
@@ -196,20 +197,20 @@ def test_the_cli_bills_months_before_the_uis_first_partition(cli_home):
 def test_the_ui_starts_at_the_first_month_with_landed_events(cli_home, tmp_path):
     home, cat, _ = cli_home
     cfg = load_settings({"METERLINE_HOME": str(home), "METERLINE_CATALOG_DIR": str(cat)})
-    assert billing_assets.first_landed_period(cfg) == "2026-10"
+    assert billing_partitions.first_landed_period(cfg) == "2026-10"
     # a run holds the warehouse: the snapshot answers
     holder = subprocess.Popen([sys.executable, "-c", (
         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
         " time.sleep(60)"), str(cfg.warehouse_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert billing_assets.first_landed_period(cfg) == "2026-10"
+        assert billing_partitions.first_landed_period(cfg) == "2026-10"
     finally:
         holder.kill()
         holder.wait()
     (tmp_path / "empty").mkdir()
     empty = load_settings({"METERLINE_HOME": str(tmp_path / "empty")})
-    assert billing_assets.first_landed_period(empty) is None
+    assert billing_partitions.first_landed_period(empty) is None
 
 
 # 3 ---------------------------------------------------------------------------------------
@@ -299,11 +300,11 @@ def test_an_ingest_that_finds_nothing_new_records_no_materialization(cli_home, h
 def test_reconciliation_checks_say_which_month_they_proved(cli_home, home_env):
     home, cat, _ = cli_home
     instance = home_env(home, cat)
-    for name in CHECK_NAMES:
-        key = dg.AssetCheckKey(dg.AssetKey(CHECK_TARGETS[name]), name)
+    for check in CHECKS:
+        key = dg.AssetCheckKey(dg.AssetKey(check.asset), check.name)
         assert defs.resolve_asset_graph().get_check_spec(key).partitions_def is not None
         history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
-        assert "2026-10" in {record.partition for record in history}, name
+        assert "2026-10" in {record.partition for record in history}, check.name
         for record in history:  # the UI's check history names the month each run proved
             evaluation = record.event.dagster_event.asset_check_evaluation_data
             assert record.partition == evaluation.partition
@@ -321,7 +322,7 @@ def test_a_new_home_shows_no_community_dialog(tmp_path, home_env):
     assert instance.nux_enabled is False  # what the UI's shouldShowNux asks first
     # a dagster.yaml written by an older meterline is brought up to date
     config = home / "dagster" / "dagster.yaml"
-    config.write_text(runner.DAGSTER_YAML.split("# The \"Join")[0])
+    config.write_text(meterline_instance.DAGSTER_YAML.split("# The \"Join")[0])
     assert dg.DagsterInstance.get().nux_enabled is True
-    runner.prepare_instance(load_settings())
+    meterline_instance.prepare_instance(load_settings())
     assert dg.DagsterInstance.get().nux_enabled is False

@@ -19,7 +19,7 @@
                 when 'max' then max(case when aggregation = 'max' then value end)
                 when 'latest' then max(case when aggregation = 'latest' and latest_rank = 1 then value end)
             end
-            as decimal(38, 12)) as quantity,
+            as {{ quantity_type() }}) as quantity,
         count(*) as event_count
     from (
         select

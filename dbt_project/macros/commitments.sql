@@ -7,6 +7,6 @@
     case
         when {{ minimum_amount }} > {{ usage_subtotal }}
             then {{ round_to_minor_unit(minimum_amount ~ ' - ' ~ usage_subtotal, minor_unit) }}
-        else cast(0 as decimal(38, 4))
+        else cast(0 as {{ money_type() }})
     end
 {%- endmacro %}

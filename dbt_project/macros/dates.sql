@@ -27,7 +27,7 @@
 
 {#- Whether a catalog row with an [effective_from, effective_to) range (rates, commitments) is in
     effect on a DATE: from effective_from, up to but not including effective_to (open when null).
-    The one rule for dates in effect (contract section 3), as orchestration/lib/catalog.py
+    The one rule for dates in effect (contract section 3), as orchestration/catalog/model.py
     applies it in Python. `row` is the row's relation alias. -#}
 {% macro in_effect_on(row, day) -%}
     {{ row }}.effective_from <= {{ day }}

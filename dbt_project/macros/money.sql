@@ -6,7 +6,7 @@
 {% macro round_to_minor_unit(amount, minor_unit) -%}
     case {{ minor_unit }}
         {%- for digits in [0, 1, 2, 3, 4] %}
-        when {{ digits }} then cast(round({{ amount }}, {{ digits }}) as decimal(38, 4))
+        when {{ digits }} then cast(round({{ amount }}, {{ digits }}) as {{ money_type() }})
         {%- endfor %}
     end
 {%- endmacro %}
@@ -20,24 +20,24 @@
       2. otherwise round(larger factor, 0) * smaller factor fits DECIMAL(38,12) and is within
          0.5 * 10^7 of the product: below 10^13 means the exact product fits. -#}
 {% macro exact_line_amount(units, unit_price, flat_fee, overflow_message) -%}
-    {%- set limit = "cast(10000000000000 as decimal(38, 12))" -%}
+    {%- set limit = "cast(10000000000000 as " ~ quantity_type() ~ ")" -%}
     {%- set error = raise_billing_error(overflow_message ~ " || ': the line amount would be 10^13 or more'") -%}
     case
-        when {{ units }} >= cast(10000000 as decimal(38, 12)) and {{ unit_price }} >= cast(10000000 as decimal(38, 12))
+        when {{ units }} >= cast(10000000 as {{ quantity_type() }}) and {{ unit_price }} >= cast(10000000 as {{ quantity_type() }})
             then {{ error }}
-        when ({{ units }} >= cast(10000000000000000000 as decimal(38, 12)) and {{ unit_price }} >= cast(0.00001 as decimal(38, 12)))
-            or ({{ unit_price }} >= cast(10000000000000000000 as decimal(38, 12)) and {{ units }} >= cast(0.00001 as decimal(38, 12)))
+        when ({{ units }} >= cast(10000000000000000000 as {{ quantity_type() }}) and {{ unit_price }} >= cast(0.00001 as {{ quantity_type() }}))
+            or ({{ unit_price }} >= cast(10000000000000000000 as {{ quantity_type() }}) and {{ units }} >= cast(0.00001 as {{ quantity_type() }}))
             then {{ error }}
         when {{ flat_fee }} >= {{ limit }}
             then {{ error }}
         when case
                 when {{ units }} >= {{ unit_price }}
-                    then cast({{ units }} as decimal(38, 0)) * cast({{ unit_price }} as decimal(38, 12))
-                else cast({{ unit_price }} as decimal(38, 0)) * cast({{ units }} as decimal(38, 12))
+                    then cast({{ units }} as {{ whole_decimal_type() }}) * cast({{ unit_price }} as {{ quantity_type() }})
+                else cast({{ unit_price }} as {{ whole_decimal_type() }}) * cast({{ units }} as {{ quantity_type() }})
             end >= {{ limit }}
             then {{ error }}
-        else cast({{ units }} as decimal(38, 12)) * cast({{ unit_price }} as decimal(38, 12))
-            + cast({{ flat_fee }} as decimal(38, 24))
+        else cast({{ units }} as {{ quantity_type() }}) * cast({{ unit_price }} as {{ quantity_type() }})
+            + cast({{ flat_fee }} as {{ exact_amount_type() }})
     end
 {%- endmacro %}
 
@@ -49,14 +49,14 @@
 
 {#- Engines whose DECIMAL division is exact (PostgreSQL NUMERIC). -#}
 {% macro default__ceil_divide_exact(numerator, denominator, overflow_message) -%}
-    cast(ceil({{ numerator }} / {{ denominator }}) as decimal(38, 0))
+    cast(ceil({{ numerator }} / {{ denominator }}) as {{ whole_decimal_type() }})
 {%- endmacro %}
 
 {#- DuckDB divides DECIMALs in binary floating point: ceil(100000.000000000001 / 100) gives 1000.
     Take that quotient only as an estimate e (within 1 of the exact ceil below 10^15) and
     pick the least n of e - 1, e, e + 1 with n * denominator >= numerator, compared exactly. -#}
 {% macro duckdb__ceil_divide_exact(numerator, denominator, overflow_message) -%}
-    {%- set estimate = "cast(ceil((" ~ numerator ~ ") / (" ~ denominator ~ ")) as decimal(38, 0))" -%}
+    {%- set estimate = "cast(ceil((" ~ numerator ~ ") / (" ~ denominator ~ ")) as " ~ whole_decimal_type() ~ ")" -%}
     case
         when ({{ numerator }}) / ({{ denominator }}) >= 1000000000000000
             then {{ raise_billing_error(overflow_message ~ " || ': 10^15 packages or more'") }}

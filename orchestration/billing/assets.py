@@ -8,101 +8,29 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
-
-from orchestration.billing.project import dbt_project
-from orchestration.lib import catalog as catalog_lib
-from orchestration.lib import clock, periods
-from orchestration.resources import DUCKDB_POOL, MeterlineResource
-
-CATALOG_TABLES = ("customers", "meters", "product_items", "rates", "rate_tiers", "commitments")
-
-FIRST_PERIOD_ENV = "METERLINE_FIRST_PERIOD"
-
-
-def first_partition_key(environ: Mapping[str, str] | None = None) -> str:
-    """The first month the code location offers as a partition: METERLINE_FIRST_PERIOD (YYYY-MM,
-    not before periods.PARTITION_START), else PARTITION_START.
-
-    Unlike every other setting it is read when the definitions load, not when a run starts:
-    Dagster needs the partitions definition at import time (the UI lists its keys, and every
-    run and backfill is validated against it). `meterline ui` sets it to the first month with
-    landed events; the CLI's runs ignore it (orchestration/lib/runner.py removes it before
-    loading the definitions) so `bill --period` keeps every month from PARTITION_START."""
-    import re
-
-    from orchestration.lib.settings import UsageError
-
-    env = os.environ if environ is None else environ
-    raw = (env.get(FIRST_PERIOD_ENV) or "").strip()
-    if not raw:
-        return periods.PARTITION_START
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", raw) or raw < periods.PARTITION_START:
-        raise UsageError(f"{FIRST_PERIOD_ENV}={raw!r} is not a month from "
-                         f"{periods.PARTITION_START} on: give it as YYYY-MM, e.g. 2026-10")
-    return raw
-
-
-def first_landed_period(cfg) -> str | None:
-    """The first month (YYYY-MM, UTC) of raw.usage_events, read-only (the snapshot if a run
-    holds the warehouse); None when nothing has landed or the warehouse cannot be read."""
-    from orchestration.lib import readers
-    from orchestration.lib.settings import UsageError
-
-    try:
-        with readers.reader(cfg) as con:
-            if not readers.table_exists(con, "raw", "usage_events"):
-                return None
-            first = con.execute("select strftime(min(event_at), '%Y-%m') "
-                                "from raw.usage_events").fetchone()[0]
-    except UsageError:  # no warehouse yet, or busy with no snapshot
-        return None
-    return max(first, periods.PARTITION_START) if first else None
-
-
-monthly_partitions = dg.MonthlyPartitionsDefinition(
-    start_date=first_partition_key(), fmt="%Y-%m", end_offset=1
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
 )
 
-ONE_MONTH_AT_A_TIME = ("publish one month at a time: meterline bill --period YYYY-MM --publish, "
-                       "or launch publish_job for a single partition")
+from orchestration.billing.partitions import (
+    ONE_MONTH_AT_A_TIME,
+    monthly_partitions,
+    more_than_one_month,
+)
+from orchestration.billing.project import dbt_project
+from orchestration.catalog.load import write_catalog
+from orchestration.catalog.model import parse
+from orchestration.catalog.periods import period_problems
+from orchestration.catalog.read import load_catalog, read_currencies
+from orchestration.catalog.rules import validate
+from orchestration.instance import DUCKDB_POOL
+from orchestration.lib import clock, periods
+from orchestration.resources import MeterlineResource
 
-
-def _backfill_months(context: dg.AssetExecutionContext, backfill_id: str) -> set[str] | None:
-    """The partition keys a backfill targets (None: unknown, e.g. the backfill is gone)."""
-    backfill = context.instance.get_backfill(backfill_id)
-    if backfill is None:
-        return None
-    if not backfill.is_asset_backfill:  # a job backfill: the launch dialog's partitions
-        return set(backfill.partition_names or [])
-    try:
-        data = backfill.asset_backfill_data or backfill.get_asset_backfill_data(
-            context.repository_def.asset_graph)
-    except Exception:  # a backfill of definitions that changed since: do not guess
-        return None
-    return {key for subset in data.target_subset.partitions_subsets_by_asset_key.values()
-            for key in subset.get_partition_keys()}
-
-
-def more_than_one_month(context: dg.AssetExecutionContext) -> str | None:
-    """Why this publish step must not run, if its run covers more than one month: a partition
-    range (a single-run backfill), or one run of a backfill of several months (with
-    BackfillPolicy.multi_run(1) each such run has one partition and the tag dagster/backfill).
-    Every run of such a backfill is refused, so the backfill publishes no month at all."""
-    if context.has_partition_key_range:
-        keys = context.partition_key_range
-        if keys.start != keys.end:
-            return f"this run covers {keys.start} to {keys.end}; nothing was published"
-    backfill_id = context.run.tags.get("dagster/backfill")
-    if backfill_id:
-        months = _backfill_months(context, backfill_id)
-        if months is None or len(months) > 1:
-            scope = (f"{len(months)} months ({min(months)} to {max(months)})" if months
-                     else "an unknown set of months")
-            return (f"this run is part of backfill {backfill_id}, which covers {scope}; "
-                    f"nothing was published")
-    return None
-
+CATALOG_TABLES = ("customers", "meters", "product_items", "rates", "rate_tiers", "commitments")
 
 class CatalogInvalid(dg.Failure):
     """A catalog that contradicts itself stops billing before anything is priced."""
@@ -123,15 +51,15 @@ def price_book(context: dg.AssetExecutionContext, meterline: MeterlineResource):
     cfg = meterline.settings()
     cfg.require_catalog()
     period_start = periods.period_from_key(context.partition_key)
-    catalog = catalog_lib.load_catalog(cfg.catalog_dir)
-    currencies = catalog_lib.read_currencies()
-    problems = catalog_lib.validate(catalog, currencies)
+    catalog = load_catalog(cfg.catalog_dir)
+    currencies = read_currencies()
+    problems = validate(catalog, currencies)
     with meterline.writer() as con:
-        problems += catalog_lib.period_problems(con, catalog, period_start, currencies)
+        problems += period_problems(con, catalog, period_start, currencies)
         if not problems:
             from orchestration.billing.publish import restatement_problems
 
-            problems += restatement_problems(con, catalog_lib.parse(catalog, currencies),
+            problems += restatement_problems(con, parse(catalog, currencies),
                                              period_start)
         if problems:
             lines = "\n".join(f"  - {p}" for p in problems)
@@ -140,7 +68,7 @@ def price_book(context: dg.AssetExecutionContext, meterline: MeterlineResource):
                 f"nothing was priced:\n{lines}",
                 metadata={"problems": [str(p) for p in problems]},
             )
-        catalog_lib.write_catalog(con, catalog)
+        write_catalog(con, catalog)
     for name in CATALOG_TABLES:
         yield dg.MaterializeResult(asset_key=["catalog", name],
                                    metadata={"rows": len(getattr(catalog, name))})
@@ -222,8 +150,7 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     "are appended atomically with gap-free numbers, and the JSON and HTML documents are "
     "written. Published invoices never change.",
 )
-def publish_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                     meterline: MeterlineResource):
+def publish_invoices(context: dg.AssetExecutionContext, meterline: MeterlineResource):
     too_wide = more_than_one_month(context)  # first: before anything reads the partition key
     if too_wide:
         raise dg.Failure(description=f"{ONE_MONTH_AT_A_TIME} ({too_wide})")
@@ -232,9 +159,9 @@ def publish_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
 
     cfg = meterline.settings()
     period_start = periods.period_from_key(context.partition_key)
-    catalog = catalog_lib.load_catalog(cfg.catalog_dir)
-    currencies = catalog_lib.read_currencies()
-    parsed = catalog_lib.parse(catalog, currencies)
+    catalog = load_catalog(cfg.catalog_dir)
+    currencies = read_currencies()
+    parsed = parse(catalog, currencies)
     seller = documents.read_seller(cfg.catalog_dir)
     now = clock.now()
 
@@ -247,17 +174,18 @@ def publish_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
             failed: list[str] = []
             if not publish.is_published(con, period_start):
                 publish.check_grace(period_start, cfg.grace_hours, now)
-                failed = checks.unproved(con, context.run.run_id, period_start)
+                failed = checks.unproved(con, context.instance, context.run.run_id,
+                                         period_start, blocking_dbt_checks())
             result = publish.publish(con, parsed=parsed, period_start=period_start, now=now,
                                      grace_hours=cfg.grace_hours, failed_checks=failed,
                                      invoices_dir=cfg.invoices_dir, render=render)
     except publish.PublishRefused as refused:
         raise dg.Failure(description=refused.describe()) from None
     faults.crash_point("publish:after_commit")
-    # From here on the period is published. What follows completes it and is idempotent, and
-    # runs on every publish whatever a kill interrupted before: it writes every published
-    # document not on disk yet (byte for byte from billing.published_documents, this period's
-    # and any other's), then shows the period's published rows in the invoice marts.
+    # From here on the period is published, and the invoice marts (views over the ledger and
+    # the drafts) already show it. What follows completes it and is idempotent, and runs on every
+    # publish whatever a kill interrupted before: it writes every published document not on
+    # disk yet (byte for byte from billing.published_documents, this period's and any other's).
     key = periods.period_key(period_start)
     written: list = []
     try:
@@ -269,20 +197,12 @@ def publish_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                     cfg.invoices_dir / periods.period_key(pending_period), {name: text})
                 faults.crash_point("publish:mid_documents")
         faults.crash_point("publish:after_documents")
-        with meterline.writer() as con:
-            stale = publish.marts_show_drafts(con, period_start)
-        if stale:  # the invoice marts show a published period's published rows
-            with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
-                dbt.cli(["run", "--select", "fct_invoices fct_invoice_lines fct_billed_events",
-                         "--vars", json.dumps({"billing_period": period_start.isoformat()})],
-                        target_path=cfg.dbt_target_dir).wait()
-        faults.crash_point("publish:after_marts")
     except Exception as exc:
         raise dg.Failure(description=(
             f"{key} IS published ({result.invoice_count} invoices, "
             f"{', '.join(result.invoice_numbers) or 'numbers as before'}), but completing it "
             f"failed: {exc}. Run the same publish again: it changes no invoice and finishes "
-            f"the documents and marts.")) from exc
+            f"the documents.")) from exc
     meterline.refresh_snapshot()
     return dg.MaterializeResult(metadata={
         "already_published": result.already_published,
@@ -291,3 +211,13 @@ def publish_invoices(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         "catalog_fingerprint": result.fingerprint,
         "documents_written": len(written),
     })
+
+
+def blocking_dbt_checks() -> list[dg.AssetCheckKey]:
+    """The dbt tests the publish step needs passed in its own run: every blocking asset check of
+    dbt origin (dagster-dbt makes a test at severity error a blocking check) on the assets the
+    publish step publishes from (its deps: the marts, rated usage and the staged events)."""
+    published_from = publish_invoices.dependency_keys
+    return sorted((spec.key for spec in billing_models.check_specs
+                   if spec.blocking and spec.asset_key in published_from),
+                  key=lambda key: key.to_user_string())

@@ -14,9 +14,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from orchestration.lib import catalog as catalog_lib
+from orchestration.catalog.model import Parsed, RateTier
 from orchestration.lib import periods
-from orchestration.lib.readers import format_money, format_quantity
+from orchestration.lib.readers import format_money, format_quantity, quantity_or_none
 
 
 def read_seller(catalog_dir: Path) -> dict[str, str]:
@@ -28,11 +28,11 @@ def read_seller(catalog_dir: Path) -> dict[str, str]:
     return {"seller_name": "Meterline user (add seller.csv to the catalog)"}
 
 
-def _tier_ranges(parsed: catalog_lib.Parsed
+def _tier_ranges(parsed: Parsed
                  ) -> dict[tuple[str, int], tuple[Decimal, Decimal | None, Decimal | None]]:
     """(rate, tier) -> (lower bound, up_to, flat fee), from the catalog that priced the period."""
     ranges: dict[tuple[str, int], tuple[Decimal, Decimal | None, Decimal | None]] = {}
-    by_rate: dict[str, list[catalog_lib.RateTier]] = {}
+    by_rate: dict[str, list[RateTier]] = {}
     for tier in parsed.rate_tiers:
         by_rate.setdefault(tier.rate_id, []).append(tier)
     for rate_id, tiers in by_rate.items():
@@ -43,7 +43,7 @@ def _tier_ranges(parsed: catalog_lib.Parsed
     return ranges
 
 
-def invoice_document(invoice: dict, *, parsed: catalog_lib.Parsed, seller: dict[str, str],
+def invoice_document(invoice: dict, *, parsed: Parsed, seller: dict[str, str],
                      minor_unit: int) -> dict:
     customers = {c.customer_id: c for c in parsed.customers}
     items = {i.product_item_id: i for i in parsed.product_items}
@@ -67,7 +67,7 @@ def invoice_document(invoice: dict, *, parsed: catalog_lib.Parsed, seller: dict[
             "quantity": None if line["quantity"] is None else format_quantity(line["quantity"]),
             "unit": meter.unit if meter else None,
             "pricing_model": rate.pricing_model if rate else None,
-            "unit_price": None if line["unit_price"] is None else format_quantity(line["unit_price"]),
+            "unit_price": quantity_or_none(line["unit_price"]),
             "tier": line["tier"],
             "amount": format_money(line["amount"], minor_unit),
         }
@@ -180,7 +180,7 @@ billing period {e(_inclusive(period['start'], period['end']))} &middot; {e(doc['
 """
 
 
-def render_documents(invoices: list[dict], *, parsed: catalog_lib.Parsed,
+def render_documents(invoices: list[dict], *, parsed: Parsed,
                      seller: dict[str, str], currencies: dict[str, int]) -> dict[str, str]:
     """Every document of a period as ``{file name: text}``: ``<invoice_id>.json`` and
     ``.html`` per invoice and the period's ``index.html``. Publishing keeps these texts in the

@@ -1,22 +1,10 @@
-"""Jobs the CLI, the UI, the schedule and the sensor run."""
+"""Billing jobs: the CLI's `bill`, the monthly schedule and the UI run them."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.lib.runner import WRITER_TAG
-
-# Every job writes the warehouse: the home's dagster.yaml lets one run with this tag be in
-# progress at a time (orchestration/lib/runner.py says how the CLI takes its turn).
-WRITER = {WRITER_TAG: "warehouse"}
-
-
-ingest_job = dg.define_asset_job(
-    "ingest_job",
-    selection=dg.AssetSelection.groups("ingestion"),
-    tags=WRITER,
-    description="Land new event files from $METERLINE_HOME/landing into raw tables.",
-)
+from orchestration.instance import WRITER
 
 billing_job = dg.define_asset_job(
     "billing_job",

@@ -263,7 +263,7 @@ def verify(con: duckdb.DuckDBPyConnection, invoices_dir: Path) -> Verification:
         if iid not in sealed_invoices:
             findings.append(Finding(f"{row['invoice_number']} ({iid})", "",
                                     "is in billing.published_invoices but was never sealed"))
-    for start, row in sorted(period_rows.items()):
+    for start in sorted(period_rows):
         if periods.period_key(date.fromisoformat(start)) not in sealed_periods:
             findings.append(Finding(f"period {start[:7]}", "", "is in billing.published_periods "
                                     "but was never sealed"))

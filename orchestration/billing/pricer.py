@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from orchestration.lib import catalog as catalog_lib
+from orchestration.catalog.model import TIERED_MODELS, Commitment, Parsed, Rate, RateTier, parse
+from orchestration.catalog.read import Catalog, read_currencies
 
 PRECISION = 80
 
@@ -127,7 +128,7 @@ class _TierLine:
     flat_fee: Decimal  # charged on this line (0 when no unit falls in the tier)
 
 
-def graduated_tier_lines(q: Decimal, tiers: list[catalog_lib.RateTier]) -> list[_TierLine]:
+def graduated_tier_lines(q: Decimal, tiers: list[RateTier]) -> list[_TierLine]:
     """One line per tier with units in it; Q = 0 gives the tier-1 line with no units and no
     flat fee. ``tiers`` sorted by tier number; only the last may have no ``up_to``."""
     if q == 0:
@@ -154,7 +155,7 @@ def graduated_tier_lines(q: Decimal, tiers: list[catalog_lib.RateTier]) -> list[
     return lines
 
 
-def volume_tier_line(q: Decimal, tiers: list[catalog_lib.RateTier]) -> _TierLine:
+def volume_tier_line(q: Decimal, tiers: list[RateTier]) -> _TierLine:
     """The tier containing Q (lower < Q <= up_to; Q = 0 -> tier 1, no flat fee) pricing all Q."""
     if q == 0:
         first = tiers[0]
@@ -170,16 +171,16 @@ class Pricer:
     """Prices one period's usage from a typed catalog (``catalog.parse`` output, or a raw
     ``Catalog`` that is parsed here)."""
 
-    def __init__(self, catalog: catalog_lib.Parsed | catalog_lib.Catalog,
+    def __init__(self, catalog: Parsed | Catalog,
                  currencies: Mapping[str, int] | None = None):
-        self.currencies = dict(catalog_lib.read_currencies() if currencies is None
+        self.currencies = dict(read_currencies() if currencies is None
                                else currencies)
-        parsed = (catalog if isinstance(catalog, catalog_lib.Parsed)
-                  else catalog_lib.parse(catalog, self.currencies))
+        parsed = (catalog if isinstance(catalog, Parsed)
+                  else parse(catalog, self.currencies))
         self.parsed = parsed
         self.customers = {c.customer_id: c for c in parsed.customers if c.customer_id}
         self.items = {i.product_item_id: i for i in parsed.product_items if i.product_item_id}
-        self.tiers: dict[str, list[catalog_lib.RateTier]] = {}
+        self.tiers: dict[str, list[RateTier]] = {}
         for t in parsed.rate_tiers:
             if t.rate_id:
                 self.tiers.setdefault(t.rate_id, []).append(t)
@@ -198,7 +199,7 @@ class Pricer:
         return customer.currency, self.currencies[customer.currency]
 
     def rate_for(self, customer_id: str, product_item_id: str,
-                 period_start: date) -> catalog_lib.Rate:
+                 period_start: date) -> Rate:
         """The customer's own rate, else the list price, in its currency, in effect on
         ``period_start``."""
         currency, _ = self.currency_of(customer_id)
@@ -219,7 +220,7 @@ class Pricer:
                            f"effect on {period_start} in {currency}")
 
     def commitment_for(self, customer_id: str,
-                       period_start: date) -> catalog_lib.Commitment | None:
+                       period_start: date) -> Commitment | None:
         found = [c for c in self.parsed.commitments
                  if c.customer_id == customer_id and c.in_effect(period_start)]
         if len(found) > 1:
@@ -257,7 +258,7 @@ class Pricer:
                     raise PricingError(f"{context}: rate {rate.rate_id} needs package_size > 0")
                 packages = Decimal(ceil_div_exact(chargeable, rate.package_size))
                 return [line(None, q, rate.unit_price, _mul(packages, rate.unit_price))]
-            if model in catalog_lib.TIERED_MODELS:
+            if model in TIERED_MODELS:
                 tiers = self.tiers.get(rate.rate_id or "")
                 if not tiers:
                     raise PricingError(f"{context}: {model} rate {rate.rate_id} has no tiers")
@@ -309,7 +310,7 @@ class ItemUsage:
     event_count: int = 0
 
 
-def price_period(catalog: catalog_lib.Parsed | catalog_lib.Catalog, usage: Iterable[ItemUsage],
+def price_period(catalog: Parsed | Catalog, usage: Iterable[ItemUsage],
                  period_start: date, customers: Iterable[str] = (),
                  currencies: Mapping[str, int] | None = None
                  ) -> tuple[dict[str, list[PricedLine]], dict[str, str]]:

@@ -21,8 +21,9 @@ from pathlib import Path
 import duckdb
 
 from orchestration.billing import ledger
-from orchestration.lib import catalog as catalog_lib
+from orchestration.catalog.model import Parsed
 from orchestration.lib import periods
+
 
 class PublishRefused(Exception):
     """Publishing is refused: exit 1, nothing written. ``details`` are one line each."""
@@ -54,7 +55,7 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def catalog_rows(parsed: catalog_lib.Parsed, *, period_start: date, customer_ids: set[str],
+def catalog_rows(parsed: Parsed, *, period_start: date, customer_ids: set[str],
                  rate_ids: set[str], item_ids: set[str]) -> dict[str, str]:
     """The catalog rows that priced a period's lines, as ``{row key: canonical values}``:
     its customers, their commitments in effect, the items of its lines with their meters, the
@@ -116,7 +117,7 @@ def _period_scope(con: duckdb.DuckDBPyConnection, table_invoices: str, table_lin
     return customers, rates, items
 
 
-def changed_catalog_rows(con: duckdb.DuckDBPyConnection, parsed: catalog_lib.Parsed,
+def changed_catalog_rows(con: duckdb.DuckDBPyConnection, parsed: Parsed,
                          period_start: date) -> list[str]:
     """For a published period: the rows that priced it and differ now (empty: unchanged)."""
     stored = dict(con.execute(
@@ -161,7 +162,7 @@ order by 1
 """
 
 
-def restatement_problems(con: duckdb.DuckDBPyConnection, parsed: catalog_lib.Parsed,
+def restatement_problems(con: duckdb.DuckDBPyConnection, parsed: Parsed,
                          period_start: date) -> list[str]:
     """Billing ``period_start`` re-prices every published earlier period with late usage not
     yet billed (section 8): each of those needs the catalog rows that priced it unchanged."""
@@ -171,13 +172,6 @@ def restatement_problems(con: duckdb.DuckDBPyConnection, parsed: catalog_lib.Par
             problems.append(f"restating late usage of published {periods.period_key(restated)} "
                             f"needs the catalog rows that priced it unchanged: {row}")
     return problems
-
-
-def marts_show_drafts(con: duckdb.DuckDBPyConnection, period_start: date) -> bool:
-    """The invoice marts still show drafts of a period (a publish ended before rebuilding them)."""
-    return bool(con.execute("select count(*) from marts.fct_invoices where "
-                            "billing_period_start = ? and status = 'draft'",
-                            [period_start]).fetchone()[0])
 
 
 def is_published(con: duckdb.DuckDBPyConnection, period_start: date) -> bool:
@@ -206,7 +200,7 @@ def refuse_tampered(con: duckdb.DuckDBPyConnection, invoices_dir: Path) -> None:
             [str(f) for f in tampered[:50]])
 
 
-def publish(con: duckdb.DuckDBPyConnection, *, parsed: catalog_lib.Parsed, period_start: date,
+def publish(con: duckdb.DuckDBPyConnection, *, parsed: Parsed, period_start: date,
             now: datetime, grace_hours: int, failed_checks: list[str], invoices_dir: Path,
             render: Callable[[list[dict]], dict[str, str]]) -> PublishResult:
     """Append P's drafts (already built and reconciled in this run) to billing.*, atomically,
@@ -292,7 +286,8 @@ def published_documents(con: duckdb.DuckDBPyConnection, period_start: date) -> l
         f"where billing_period_start = ? order by invoice_number", [period_start]).fetchall()]
     lines: dict[str, list[dict]] = {}
     for r in con.execute(
-            f"select {', '.join('l.' + c for c in line_cols)} from billing.published_invoice_lines l "
+            f"select {', '.join('l.' + c for c in line_cols)} "
+            f"from billing.published_invoice_lines l "
             f"where l.billing_period_start = ? order by l.invoice_id, l.line_number",
             [period_start]).fetchall():
         row = dict(zip(line_cols, r, strict=True))

@@ -29,7 +29,7 @@ def month_to_close(scheduled_at) -> tuple[str, bool]:
              description="Publish the previous month at the first 02:00 UTC after its grace "
              "period (the 2nd with the default 24 h).")
 def monthly_close(context: dg.ScheduleEvaluationContext):
-    from orchestration.billing.assets import FIRST_PERIOD_ENV, monthly_partitions
+    from orchestration.billing.partitions import FIRST_PERIOD_ENV, monthly_partitions
 
     key, ready = month_to_close(context.scheduled_execution_time)
     if not ready:

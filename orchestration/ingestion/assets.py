@@ -6,11 +6,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.catalog.periods import ingest_lookup, lookup_problems
+from orchestration.catalog.read import load_catalog
 from orchestration.ingestion import landing
-from orchestration.lib import catalog as catalog_lib
+from orchestration.instance import DUCKDB_POOL
 from orchestration.lib import clock
-from orchestration.resources import DUCKDB_POOL, MeterlineResource
-
+from orchestration.resources import MeterlineResource
 
 
 class IngestConfig(dg.Config):
@@ -37,15 +38,16 @@ def landed_events(context: dg.AssetExecutionContext, config: IngestConfig,
     cfg = meterline.settings()
     cfg.require_home()
     cfg.require_catalog()
-    catalog = catalog_lib.load_catalog(cfg.catalog_dir)
-    problems = catalog_lib.lookup_problems(catalog)
+    catalog = load_catalog(cfg.catalog_dir)
+    problems = lookup_problems(catalog)
     if problems:
         raise dg.Failure(
-            description="the catalog's customers or meters are invalid; fix them before ingesting:\n"
+            description="the catalog's customers or meters are invalid; fix them before "
+            "ingesting:\n"
             + "\n".join(f"  - {p}" for p in problems),
             metadata={"problems": [str(p) for p in problems]},
         )
-    customers, meters = catalog_lib.ingest_lookup(catalog)
+    customers, meters = ingest_lookup(catalog)
     paths = [Path(p) for p in config.paths] or None
     run_id = f"ing-{clock.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     with meterline.writer() as con:

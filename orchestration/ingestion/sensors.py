@@ -17,8 +17,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.billing.jobs import ingest_job
+from orchestration.ingestion.jobs import ingest_job
 from orchestration.lib import settings as settings_lib
+
 
 def landing_listing() -> list[str]:
     """``relative path|size|mtime_ns`` of every file an ingest would read (the same rule as

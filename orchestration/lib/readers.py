@@ -74,3 +74,13 @@ def format_quantity(value: Decimal | None) -> str:
         return ""
     text = format(Decimal(value).normalize(), "f")
     return text
+
+
+def money_or_none(amount: Decimal | None, minor_unit: int) -> str | None:
+    """``format_money`` for JSON: None stays null."""
+    return None if amount is None else format_money(amount, minor_unit)
+
+
+def quantity_or_none(value: Decimal | None) -> str | None:
+    """``format_quantity`` for JSON: None stays null."""
+    return None if value is None else format_quantity(value)

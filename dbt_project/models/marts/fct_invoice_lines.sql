@@ -1,5 +1,9 @@
+{{ config(materialized='view') }}
+
 -- Contract section 5: every invoice line. A published period shows its published lines
 -- (billing.published_invoice_lines, never changed); every other period its latest drafts.
+-- A view, so publishing shows here at once: the mart is what the ledger and the drafts say at
+-- the moment it is read, and publishing never rebuilds anything (docs/architecture.md).
 
 with
 
@@ -25,39 +29,17 @@ draft_lines as (
 
 invoice_lines as (
 
-    select
-        invoice_id, line_number, customer_id, billing_period_start, billing_period_end,
-        usage_period_start, usage_period_end, line_type, product_item_id, meter_id, description,
-        quantity, unit_price, tier, amount, currency, rate_id
+    select {{ invoice_line_columns() }}
     from published_lines
 
     union all
 
-    select
-        invoice_id, line_number, customer_id, billing_period_start, billing_period_end,
-        usage_period_start, usage_period_end, line_type, product_item_id, meter_id, description,
-        quantity, unit_price, tier, amount, currency, rate_id
+    select {{ invoice_line_columns() }}
     from draft_lines
 
 )
 
 select
-    invoice_id,
-    cast(line_number as integer) as line_number,
-    customer_id,
-    billing_period_start,
-    billing_period_end,
-    usage_period_start,
-    usage_period_end,
-    line_type,
-    product_item_id,
-    meter_id,
-    description,
-    cast(quantity as decimal(38, 12)) as quantity,
-    cast(unit_price as decimal(38, 12)) as unit_price,
-    cast(tier as integer) as tier,
-    cast(amount as decimal(38, 4)) as amount,
-    currency,
-    rate_id
+    {{ invoice_line_columns(typed=true) }}
 
 from invoice_lines

@@ -1,6 +1,10 @@
+{{ config(materialized='view') }}
+
 -- Contract section 5: every invoice. A published period shows its published invoices
 -- (billing.published_invoices, with invoice_number and issued_at); every other period its
 -- latest drafts (status 'draft', no number yet).
+-- A view, so publishing shows here at once: the mart is what the ledger and the drafts say at
+-- the moment it is read, and publishing never rebuilds anything (docs/architecture.md).
 
 with
 
@@ -46,8 +50,8 @@ select
     billing_period_start,
     billing_period_end,
     currency,
-    cast(subtotal as decimal(38, 4)) as subtotal,
-    cast(total as decimal(38, 4)) as total,
+    cast(subtotal as {{ money_type() }}) as subtotal,
+    cast(total as {{ money_type() }}) as total,
     cast(line_count as integer) as line_count,
     status,
     invoice_number,

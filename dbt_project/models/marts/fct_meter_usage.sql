@@ -14,7 +14,7 @@ select
     meter_id,
     billing_period_start,
     billing_period_end,
-    cast(quantity as decimal(38, 12)) as quantity,
+    cast(quantity as {{ quantity_type() }}) as quantity,
     cast(event_count as bigint) as event_count
 
 from meter_usage

@@ -10,7 +10,7 @@ renamed as (
 
     select
         customer_id,
-        cast(minimum_amount as decimal(38, 12)) as minimum_amount,
+        cast(minimum_amount as {{ quantity_type() }}) as minimum_amount,
         currency,
         cast(effective_from as date) as effective_from,
         cast(effective_to as date) as effective_to

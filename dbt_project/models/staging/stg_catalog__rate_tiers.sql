@@ -11,9 +11,9 @@ renamed as (
     select
         rate_id,
         cast(tier as integer) as tier,
-        cast(up_to as decimal(38, 12)) as up_to,
-        cast(unit_price as decimal(38, 12)) as unit_price,
-        cast(coalesce(flat_fee, 0) as decimal(38, 12)) as flat_fee
+        cast(up_to as {{ quantity_type() }}) as up_to,
+        cast(unit_price as {{ quantity_type() }}) as unit_price,
+        cast(coalesce(flat_fee, 0) as {{ quantity_type() }}) as flat_fee
 
     from source
 

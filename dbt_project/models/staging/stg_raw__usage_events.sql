@@ -12,7 +12,7 @@ renamed as (
         event_id,
         customer_id,
         meter_id,
-        cast(value as decimal(38, 12)) as value,
+        cast(value as {{ quantity_type() }}) as value,
         event_at,
         {{ utc_month_start('event_at') }} as usage_period_start,
         {{ add_months(utc_month_start('event_at'), 1) }} as usage_period_end,

@@ -1,0 +1,136 @@
+"""The run context every check shares: the connection, the typed catalog, the period, the
+recomputed period events (temp tables) and the expected invoice recipients."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from datetime import date
+
+import duckdb
+
+from orchestration.billing import pricer as pricer_lib
+from orchestration.catalog.model import Parsed
+from orchestration.lib.periods import next_period
+from orchestration.lib.sql import read_sql
+
+TEMP_TABLES = ("_recon_meters", "_recon_items", "_recon_currencies", "_recon_period_events",
+               "_recon_event_items")
+
+
+def _pointer(key: str) -> str:
+    """RFC 6901 JSON pointer of one object key (``a/b`` -> ``/a~1b``), any character allowed."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def aggregate_sql(source: str, keys: str) -> str:
+    """The five aggregations over ``source`` (rows with value, event_at, event_id,
+    aggregation, unique_value), one row per ``keys`` and aggregation."""
+    return read_sql(__file__, "aggregate.sql", source=source, keys=keys)
+
+
+class Run:
+    """Everything the checks share: the connection, the typed catalog, the period, the
+    recomputed period events (temp tables) and the expected invoice recipients."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, parsed: Parsed,
+                 currencies: Mapping[str, int], period_start: date):
+        self.con = con
+        self.parsed = parsed
+        self.currencies = dict(currencies)
+        self.start = period_start
+        self.end = next_period(period_start)
+        self.invoice_prefix = f"INV-{self.start:%Y%m}-"
+        self.published_at = None
+        self._item_usage: list[pricer_lib.ItemUsage] | None = None
+        self._recipients: set[str] | None = None
+
+    # ----------------------------------------------------------------- setup
+    def setup(self) -> None:
+        con = self.con
+        con.execute("set TimeZone = 'UTC'")
+        row = con.execute("select max(published_at) from billing.published_periods "
+                          "where billing_period_start = $period", {"period": self.start}
+                          ).fetchone()
+        self.published_at = row[0] if row else None
+        con.execute("create or replace temp table _recon_meters (meter_id varchar, "
+                    "aggregation varchar, unique_pointer varchar)")
+        con.execute("create or replace temp table _recon_items (product_item_id varchar, "
+                    "meter_id varchar, filter_key varchar, filter_pointer varchar, "
+                    "filter_value varchar)")
+        con.execute("create or replace temp table _recon_currencies (currency varchar, "
+                    "minor_unit integer, scale_factor bigint)")
+        meters = [(m.meter_id, m.aggregation,
+                   _pointer(m.unique_dimension) if m.unique_dimension else None)
+                  for m in self.parsed.meters if m.meter_id]
+        items = [(i.product_item_id, i.meter_id, i.filter_key,
+                  _pointer(i.filter_key) if i.filter_key is not None else None, i.filter_value)
+                 for i in self.parsed.product_items
+                 if i.product_item_id and i.meter_id and i.filter_ok]
+        currencies = [(code, minor, 10**minor) for code, minor in self.currencies.items()]
+        for table, rows in (("_recon_meters", meters), ("_recon_items", items),
+                            ("_recon_currencies", currencies)):
+            if rows:
+                marks = ", ".join("?" * len(rows[0]))
+                con.executemany(f"insert into temp.{table} values ({marks})", rows)
+        # the period's events (UTC month of event_at), each with its meter's aggregation
+        con.execute("""
+            create or replace temp table _recon_period_events as
+            select e.event_id, e.customer_id, e.meter_id, e.value, e.event_at, e.landed_at,
+                   e.dimensions, m.aggregation,
+                   case when m.aggregation = 'unique_count'
+                        then json_extract_string(e.dimensions, m.unique_pointer) end
+                       as unique_value
+            from raw.usage_events as e
+            left join temp._recon_meters as m on m.meter_id = e.meter_id
+            where e.event_at >= $start::timestamptz and e.event_at < $end::timestamptz
+        """, {"start": f"{self.start.isoformat()} 00:00:00+00",
+              "end": f"{self.end.isoformat()} 00:00:00+00"})
+        # which item(s) each event matches: same meter, and key=value exactly (no key, no match)
+        con.execute("""
+            create or replace temp table _recon_event_items as
+            select e.event_id, i.product_item_id
+            from temp._recon_period_events as e
+            join temp._recon_items as i
+              on i.meter_id = e.meter_id
+             and (i.filter_key is null
+                  or json_extract_string(e.dimensions, i.filter_pointer) = i.filter_value)
+        """)
+
+    def teardown(self) -> None:
+        for table in TEMP_TABLES:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"drop table if exists temp.{table}")
+
+    # ----------------------------------------------------------------- shared figures
+    def item_usage(self) -> list[pricer_lib.ItemUsage]:
+        """Per (customer, item): the raw aggregate of the period's events the item matches
+        (landed by ``published_at`` for a published period)."""
+        if self._item_usage is None:
+            rows = self.con.execute(aggregate_sql("""
+                select e.customer_id, ei.product_item_id, e.value, e.event_at, e.event_id,
+                       e.aggregation, e.unique_value
+                from temp._recon_period_events as e
+                join temp._recon_event_items as ei using (event_id)
+                where $cutoff::timestamptz is null or e.landed_at <= $cutoff::timestamptz
+            """, "customer_id, product_item_id") + " order by all",
+                {"cutoff": self.published_at}).fetchall()
+            self._item_usage = [pricer_lib.ItemUsage(c, i, q, n) for c, i, _agg, n, q in rows]
+        return self._item_usage
+
+    def recipients(self) -> set[str]:
+        """Customers that must get an invoice: active range overlapping the period (always,
+        without one), or any usage in it."""
+        if self._recipients is None:
+            active = {c.customer_id for c in self.parsed.customers if c.customer_id
+                      and (c.active_from is None or c.active_from < self.end)
+                      and (c.active_to is None or c.active_to > self.start)}
+            with_usage = {r[0] for r in self.con.execute("""
+                select distinct customer_id from temp._recon_period_events
+                where $cutoff::timestamptz is null or landed_at <= $cutoff::timestamptz
+            """, {"cutoff": self.published_at}).fetchall()}
+            self._recipients = active | with_usage
+        return self._recipients
+
+    def minor_unit(self, currency: str | None) -> int | None:
+        return self.currencies.get(currency or "")

@@ -1,0 +1,162 @@
+"""`meterline explain`: the audit trail of an invoice's lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC
+
+from orchestration.cli.output import EXIT_OK
+from orchestration.lib import readers
+from orchestration.lib.readers import format_money as fmt_money
+from orchestration.lib.readers import format_quantity as fmt_q
+from orchestration.lib.readers import quantity_or_none as qty
+from orchestration.lib.settings import Settings, UsageError
+
+EXPLAIN_EVENTS_SQL = """
+select e.event_id, e.event_at, e.value, e.dimensions, e.landed_at
+from marts.fct_billed_events b
+join raw.usage_events e using (event_id)
+where b.invoice_id = ? and b.product_item_id = ? and b.usage_period_start = ?
+  and b.line_type = ?
+order by {order}
+"""
+
+# The meter's aggregate over the events behind a usage line (section 3), before Q = max(., 0).
+EXPLAIN_AGGREGATE_SQL = """
+select case $aggregation
+           when 'sum' then sum(e.value)
+           when 'count' then count(*)
+           when 'unique_count' then count(distinct json_extract_string(e.dimensions, $pointer))
+           when 'max' then max(e.value)
+           when 'latest' then first(e.value order by e.event_at desc, e.event_id desc)
+       end
+from marts.fct_billed_events b
+join raw.usage_events e using (event_id)
+where b.invoice_id = $invoice and b.product_item_id = $item
+  and b.usage_period_start = $period and b.line_type = 'usage'
+"""
+
+
+def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
+    """The audit trail of an invoice's lines: meter, aggregation, aggregate, the rate and tiers
+    that priced it, and the events behind it (the deciding event first for max and latest)."""
+    from orchestration.catalog.read import read_currencies
+
+    cfg.require_home()
+    cfg.require_catalog()
+    minor = read_currencies()
+    as_json = args.format == "json"
+    say = (lambda *_a, **_k: None) if as_json else print
+    entries: list[dict] = []  # --format json: one object per line, the same facts
+    with readers.reader(cfg) as con:
+        lines = con.execute(
+            "select line_number, line_type, product_item_id, meter_id, description, quantity, "
+            "unit_price, tier, amount, currency, rate_id, usage_period_start, usage_period_end "
+            "from marts.fct_invoice_lines where invoice_id = ? and (? is null or line_number = ?) "
+            "order by line_number", [args.invoice, args.line, args.line]).fetchall()
+        if not lines:
+            known = con.execute("select count(*) from marts.fct_invoices where invoice_id = ?",
+                                [args.invoice]).fetchone()[0]
+            if not known:
+                raise UsageError(f"no invoice {args.invoice!r}: list them with "
+                                 f"`meterline invoices --period YYYY-MM`")
+            if args.line is not None:
+                raise UsageError(f"invoice {args.invoice} has no line {args.line}")
+            say(f"{args.invoice} has no lines.")
+            if as_json:
+                print(json.dumps({"invoice_id": args.invoice, "lines": []}, indent=2))
+            return EXIT_OK
+        for (number, line_type, item, meter, description, quantity, unit_price, tier, amount,
+             currency, rate_id, period_start, period_end) in lines:
+            entry: dict = {
+                "line_number": number, "line_type": line_type, "description": description,
+                "product_item_id": item, "meter_id": meter,
+                "amount": fmt_money(amount, minor.get(currency, 2)),
+                "currency": currency, "quantity": qty(quantity),
+                "unit_price": qty(unit_price), "tier": tier, "rate_id": rate_id,
+                "usage_period_start": period_start.isoformat(),
+                "usage_period_end": period_end.isoformat()}
+            entries.append(entry)
+            say(f"{args.invoice} line {number}: {description}")
+            say(f"  type {line_type}; amount {currency} "
+                  f"{fmt_money(amount, minor.get(currency, 2))}; "
+                  f"usage period {period_start} to {period_end}")
+            if item is None:
+                say("  (no product item: a commitment top-up or true-up, computed from the "
+                      "invoice's usage lines)")
+                continue
+            aggregation, unique_dimension = con.execute(
+                "select aggregation, unique_dimension from catalog.meters where meter_id = ?",
+                [meter]).fetchone() or (None, None)
+            item_q = con.execute(
+                "select sum(quantity) from marts.fct_invoice_lines where invoice_id = ? and "
+                "product_item_id = ? and usage_period_start = ? and line_type = ?",
+                [args.invoice, item, period_start, line_type]).fetchone()[0]
+            entry.update(aggregation=aggregation, unique_dimension=unique_dimension,
+                         item_quantity=qty(item_q))
+            say(f"  meter {meter}, aggregation {aggregation}"
+                  f"{f' of {unique_dimension}' if unique_dimension else ''}; item {item}; "
+                  f"this line's quantity {fmt_q(quantity)}, the item's "
+                  f"{'change in ' if line_type == 'adjustment' else ''}quantity "
+                  f"{fmt_q(item_q)}")
+            if line_type == "usage":
+                pointer = "/" + (unique_dimension or "").replace("~", "~0").replace("/", "~1")
+                aggregate = con.execute(EXPLAIN_AGGREGATE_SQL, {
+                    "aggregation": aggregation, "pointer": pointer, "invoice": args.invoice,
+                    "item": item, "period": period_start}).fetchone()[0]
+                entry["aggregate"] = qty(aggregate)
+                say(f"  {aggregation} of the events behind it: "
+                      f"{fmt_q(aggregate) if aggregate is not None else 'none'}"
+                      f"; billed quantity max(aggregate, 0) = {fmt_q(item_q)}")
+            if rate_id:
+                rate = con.execute(
+                    "select pricing_model, unit_price, package_size, free_units, effective_from, "
+                    "effective_to, coalesce('customer ' || customer_id, 'list price') "
+                    "from catalog.rates where rate_id = ?", [rate_id]).fetchone()
+                if rate:
+                    model, price, size, free, start, end, who = rate
+                    entry["rate"] = {"pricing_model": model, "unit_price": qty(price),
+                                     "package_size": qty(size), "free_units": qty(free),
+                                     "effective_from": start.isoformat(),
+                                     "effective_to": end.isoformat() if end else None,
+                                     "applies_to": who, "tiers": []}
+                    say(f"  rate {rate_id} ({who}): {model}"
+                          f"{f', unit price {fmt_q(price)}' if price is not None else ''}"
+                          f"{f', package size {fmt_q(size)}' if size is not None else ''}"
+                          f"{f', free units {fmt_q(free)}' if free else ''}"
+                          f", effective {start} to {end or 'open'}")
+                for t, up_to, t_price, fee in con.execute(
+                        "select tier, up_to, unit_price, flat_fee from catalog.rate_tiers "
+                        "where rate_id = ? order by tier", [rate_id]).fetchall():
+                    if rate:
+                        entry["rate"]["tiers"].append({
+                            "tier": t, "up_to": qty(up_to), "unit_price": qty(t_price),
+                            "flat_fee": qty(fee), "this_line": tier == t})
+                    mark = "  <- this line" if tier == t else ""
+                    say(f"    tier {t}: up to {fmt_q(up_to) or 'no limit'}"
+                          f" at {fmt_q(t_price)}"
+                          f"{f' + flat {fmt_q(fee)}' if fee else ''}{mark}")
+            order = {"max": "e.value desc, e.event_at, e.event_id",
+                     "latest": "e.event_at desc, e.event_id desc"}.get(aggregation,
+                                                                      "e.event_at, e.event_id")
+            events = con.execute(EXPLAIN_EVENTS_SQL.format(order=order),
+                                 [args.invoice, item, period_start, line_type]).fetchall()
+            deciding = " (the deciding event first)" if aggregation in ("max", "latest") else ""
+            entry["event_count"] = len(events)
+            say(f"  {len(events)} event(s) behind it; the first {min(10, len(events))} by "
+                  f"(timestamp, event_id){deciding}:")
+            shown = events[:10]
+            if aggregation in ("max", "latest") and shown:
+                shown = [shown[0]] + sorted(events[1:], key=lambda e: (e[1], e[0]))[:9]
+            entry["events_shown"] = [
+                {"event_id": event_id, "event_at": at.astimezone(UTC).isoformat(),
+                 "value": qty(value), "dimensions": json.loads(dims) if dims else {},
+                 "landed_at": landed.astimezone(UTC).isoformat() if landed else None}
+                for event_id, at, value, dims, landed in shown]
+            for event_id, at, value, dims, _landed in shown:
+                say(f"    {at.astimezone(UTC).isoformat()}  {event_id}  value "
+                      f"{fmt_q(value)}  {dims if dims != '{}' else ''}")
+    if as_json:
+        print(json.dumps({"invoice_id": args.invoice, "lines": entries}, indent=2))
+    return EXIT_OK

@@ -1,0 +1,174 @@
+"""`meterline`: the command line (CONTRACT.md section 6). Thin: commands that change the
+warehouse run Dagster jobs on the home's instance (orchestration/cli/engine.py); the others only
+read. This module is the parser and the entry point; each command lives in a module of its own.
+
+Exit codes: 0 success; 1 a check or validation failed; 2 bad usage."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from orchestration.cli.bill import cmd_bill
+from orchestration.cli.commands import cmd_catalog, cmd_ingest, cmd_ui, cmd_verify
+from orchestration.cli.demo import cmd_demo
+from orchestration.cli.explain import cmd_explain
+from orchestration.cli.invoices import cmd_invoices
+from orchestration.cli.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from orchestration.lib import readers
+from orchestration.lib import settings as settings_lib
+from orchestration.lib.settings import UsageError
+
+_ENVIRONMENT = """\
+environment:
+  METERLINE_HOME         the home: landing/, warehouse.duckdb, invoices/, dagster/ (default ./data)
+  METERLINE_CATALOG_DIR  the price book CSVs (default ./seeds)
+  METERLINE_GRACE_HOURS  hours after a month ends before it may be published (default 24)
+  METERLINE_NOW          pin the clock to an instant, e.g. 2026-12-01T05:00:00Z (tests, replays)
+
+exit codes: 0 success; 1 a check or validation failed (the message says which); 2 bad usage.
+docs: docs/contract.md (the rules), docs/operations.md (running it)."""
+
+COMMANDS: dict[str, tuple[str, str]] = {  # name -> (what it does, an example)
+    "ingest": ("land event files (default: everything new in landing/): counts per file, "
+               "quarantine by reason, skipped and unreadable files",
+               "meterline ingest\n  meterline ingest landing/usage_2026-10.jsonl.gz --format json"),
+    "bill": ("validate the catalog, build a month's meter usage, rated usage and draft invoices, "
+             "run every reconciliation check; with --publish, publish the month when they all "
+             "passed (numbered invoices and their documents)",
+             "meterline bill --period 2026-10\n  meterline bill --period 2026-10 --publish"),
+    "invoices": ("show a month's invoices (published ones from the ledger itself)",
+                 "meterline invoices --period 2026-10 --customer acme_corp --format json"),
+    "explain": ("the audit trail of an invoice's lines: meter, aggregation, quantity, the rate "
+                "and tiers, the events behind it",
+                "meterline explain --invoice INV-202610-acme_corp --line 2"),
+    "verify": ("check the published ledger (rows, seals, documents) and name the first invoice "
+               "and field that no longer matches; read only",
+               "meterline verify\n  meterline verify --format json"),
+    "catalog": ("validate the price book (every problem listed) and summarise it",
+                "meterline catalog --period 2026-10"),
+    "demo": ("make a sample home, generate events, ingest them, publish the latest month whose "
+             "grace period is over, draft the months after it, print the invoices",
+             "METERLINE_HOME=/tmp/meterline-demo meterline demo"),
+    "ui": ("start the Dagster UI on the home's instance (runs, assets, checks, schedule, sensor)",
+           "meterline ui --port 3000"),
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meterline")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterline",
+        description="Meterline: exact metered invoices from raw usage events.",
+        epilog=_ENVIRONMENT, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"meterline {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func) -> argparse.ArgumentParser:
+        what, example = COMMANDS[name]
+        p = sub.add_parser(name, help=what,
+                           description=textwrap.fill(what[0].upper() + what[1:] + ".", 88),
+                           epilog=f"example:\n  {example}\n\n{_ENVIRONMENT}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    def period(p: argparse.ArgumentParser, *, required: bool, what: str) -> None:
+        p.add_argument("--period", required=required, metavar="YYYY-MM",
+                       help=f"{what} (a UTC calendar month, e.g. 2026-10)")
+
+    def output(p: argparse.ArgumentParser, choices=("table", "json")) -> None:
+        p.add_argument("--format", choices=list(choices), default="table",
+                       help="table for people (default); json for programs, money as exact "
+                       "strings" + ("; csv, one row per line" if "csv" in choices else ""))
+
+    p = command("ingest", cmd_ingest)
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="files or folders to land (default: everything new in "
+                   "$METERLINE_HOME/landing/)")
+    output(p)
+
+    p = command("bill", cmd_bill)
+    period(p, required=True, what="the month to bill")
+    p.add_argument("--publish", action="store_true",
+                   help="publish the month once every check passed: refused inside its grace "
+                   "period; publishing a published month again does nothing")
+    output(p)
+
+    p = command("invoices", cmd_invoices)
+    period(p, required=True, what="the month to show")
+    p.add_argument("--customer", metavar="ID", help="only this customer's invoice")
+    output(p, ("table", "json", "csv"))
+
+    p = command("explain", cmd_explain)
+    p.add_argument("--invoice", required=True, metavar="ID",
+                   help="the invoice id (INV-YYYYMM-<customer>), as `invoices` shows it")
+    p.add_argument("--line", type=int, metavar="N", help="only this line (default: every line)")
+    output(p)
+
+    p = command("verify", cmd_verify)
+    output(p)
+
+    p = command("catalog", cmd_catalog)
+    period(p, required=False, what="also check the catalog against this month's landed usage")
+    output(p)
+
+    command("demo", cmd_demo)
+
+    p = command("ui", cmd_ui)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=3000, help="port (default 3000)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # Dagster marks backfill_policy as beta on every import; a person running a command has no
+    # use for it (the pins in pyproject.toml are exact).
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = None
+    try:
+        cfg = settings_lib.load()
+        return args.func(args, cfg)
+    except readers.WarehouseBusy as exc:  # not bad usage: the command can run again later
+        print(f"meterline: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except UsageError as exc:
+        print(f"meterline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("meterline: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `meterline explain ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # a full disk (DiskFull, ENOSPC, SQLite, DuckDB): one line
+        from orchestration.lib import diskspace
+
+        home = cfg.home if cfg is not None else Path.cwd()
+        message = diskspace.disk_full_message(
+            exc, home, diskspace.file_size(home / "warehouse.duckdb"))
+        if message is None:
+            raise
+        print(f"meterline: {message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""What an ingest is given (the catalog's `Lookup`) and what it reports (`IngestReport`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+REASONS = (
+    "malformed_row",
+    "missing_field",
+    "invalid_event_id",
+    "invalid_value",
+    "negative_value",
+    "invalid_timestamp",
+    "invalid_dimensions",
+    "unknown_customer",
+    "unknown_meter",
+    "conflicting_duplicate",
+)
+AGGREGATIONS = ("sum", "count", "unique_count", "max", "latest")
+
+
+class IngestError(Exception):
+    """The run could not be written (nothing was changed)."""
+
+
+@dataclass
+class Lookup:
+    """The catalog as ingest needs it."""
+
+    customers: set[str]
+    meters: dict[str, str]  # meter_id -> aggregation ('sum','count','unique_count','max','latest')
+
+
+@dataclass
+class FileResult:
+    source_file: str
+    sha256: str
+    format: str
+    read: int = 0
+    landed: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_file": self.source_file,
+            "sha256": self.sha256,
+            "format": self.format,
+            "read": self.read,
+            "landed": self.landed,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "quarantined_by_reason": dict(self.quarantined_by_reason),
+        }
+
+
+@dataclass
+class AlreadyLanded:
+    source_file: str
+    sha256: str
+    first_landed_as: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_file": self.source_file,
+            "sha256": self.sha256,
+            "first_landed_as": self.first_landed_as,
+        }
+
+
+@dataclass
+class Unreadable:
+    source_file: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source_file": self.source_file, "error": self.error}
+
+
+@dataclass
+class Skipped:
+    """An entry that was not read at all (a symlink, a special file, an empty file...)."""
+
+    source_file: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source_file": self.source_file, "reason": self.reason}
+
+
+@dataclass
+class Relanded:
+    checked: int = 0
+    landed: int = 0
+    duplicates: int = 0
+    still_quarantined: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "landed": self.landed,
+            "duplicates": self.duplicates,
+            "still_quarantined": self.still_quarantined,
+            "by_reason": dict(self.by_reason),
+        }
+
+
+@dataclass
+class IngestReport:
+    ingest_run_id: str
+    files: list[FileResult] = field(default_factory=list)
+    already_landed: list[AlreadyLanded] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+    relanded: Relanded = field(default_factory=Relanded)
+    skipped: list[Skipped] = field(default_factory=list)
+    # landed events (this run) dated before PARTITION_START or after the current month: YYYY-MM
+    out_of_range_months: dict[str, int] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "read": sum(f.read for f in self.files),
+            "landed": sum(f.landed for f in self.files),
+            "duplicates": sum(f.duplicates for f in self.files),
+            "quarantined": sum(f.quarantined for f in self.files),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ingest_run_id": self.ingest_run_id,
+            "files": [f.to_dict() for f in self.files],
+            "already_landed": [a.to_dict() for a in self.already_landed],
+            "unreadable": [u.to_dict() for u in self.unreadable],
+            "relanded": self.relanded.to_dict(),
+            "totals": self.totals(),
+            "skipped": [s.to_dict() for s in self.skipped],
+            "out_of_range_months": dict(self.out_of_range_months),
+        }
+
+
+def ordered_reasons(d: dict[str, int]) -> dict[str, int]:
+    """The non-zero counts of ``d`` in contract order (REASONS)."""
+    return {k: d[k] for k in REASONS if d.get(k)}

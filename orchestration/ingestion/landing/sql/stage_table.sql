@@ -1,0 +1,22 @@
+-- Every file's rows in one uniform shape: per field, what kind of value it held, and its text.
+create or replace temp table {{ stage }} (
+    file_idx        integer not null,
+    row_number      bigint not null,
+    raw_row         varchar,
+    malformed       boolean not null,
+    eid_t           varchar,   -- missing | string | other
+    eid             varchar,
+    cust_t          varchar,   -- missing | string | other
+    cust            varchar,
+    meter_t         varchar,   -- missing | string | other
+    meter           varchar,
+    val_t           varchar,   -- default (missing/null/empty: 1) | text | invalid
+    val_text        varchar,
+    val_check       decimal(38, 12),  -- JSON numbers: DuckDB's own exact parse, to cross-check
+    val_needs_check boolean,
+    ts_t            varchar,   -- missing | text | epoch | instant | invalid
+    ts_text         varchar,
+    ts_instant      timestamptz,
+    dims_t          varchar,   -- none | json | invalid
+    dims_json       varchar
+)

@@ -1,0 +1,66 @@
+"""Staging: one ``INSERT ... SELECT`` per file turns its rows into the uniform shape of the stage
+table (sql/stage_table.sql); a file that cannot be read says why in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from orchestration.ingestion.landing.files import ListedFile
+from orchestration.ingestion.landing.sqltext import LINES, RECS, STAGE
+from orchestration.ingestion.landing.stage_csv import stage_csv
+from orchestration.ingestion.landing.stage_jsonl import stage_jsonl
+from orchestration.ingestion.landing.stage_parquet import stage_parquet
+from orchestration.ingestion.landing.text import FileUnreadable, decompress, first_invalid_utf8
+from orchestration.lib.sql import read_sql
+
+
+def create_stage_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(read_sql(__file__, "stage_table.sql", stage=STAGE))
+
+
+def _safe_path(path: Path, tmp: Path, idx: int, ext: str) -> str:
+    """A path DuckDB reads literally (it expands *, ? and [ as globs): a symlink if needed."""
+    s = str(path.resolve())
+    if any(ch in s for ch in "*?[]{}'\\"):
+        link = tmp / f"f{idx}.{ext}"
+        link.symlink_to(path.resolve())
+        return str(link)
+    return s
+
+
+def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Path) -> None:
+    text: Path | None = None
+    try:
+        if f.fmt == "parquet":
+            stage_parquet(con, idx, _safe_path(f.path, tmp, idx, "parquet"))
+        elif f.fmt == "csv":
+            text = f.path
+            stage_csv(con, idx, _safe_path(f.path, tmp, idx, "csv"))
+        else:
+            text = decompress(f.path, tmp, idx) if f.fmt == "jsonl.gz" else f.path
+            stage_jsonl(con, idx, _safe_path(text, tmp, idx, "jsonl"))
+    except duckdb.Error as e:
+        raise FileUnreadable(_read_error(f, e, text)) from None
+    finally:
+        con.execute(f"drop table if exists {LINES}")
+        con.execute(f"drop table if exists {RECS}")
+        if text is not None and text != f.path:
+            text.unlink(missing_ok=True)
+
+
+def _read_error(f: ListedFile, e: duckdb.Error, text: Path | None) -> str:
+    msg = str(e).strip()
+    if "UTF-8" in msg or "utf-8" in msg.lower():
+        where = first_invalid_utf8(text) if text is not None else None
+        if where is None:
+            return f"{f.source_file} is not valid UTF-8 text; re-encode the file as UTF-8"
+        line, offset, byte = where
+        of = " of the decompressed content" if text != f.path else ""
+        return (f"{f.source_file} is not valid UTF-8 text: the first invalid byte (0x{byte:02x}) "
+                f"is on line {line}, byte offset {offset}{of} (counted from 0); re-encode the "
+                f"file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)")
+    first = msg.splitlines()[0] if msg else type(e).__name__
+    kind = {"parquet": "Parquet", "csv": "CSV"}.get(f.fmt or "", "JSON Lines")
+    return f"not a readable {kind} file ({first})"
