@@ -139,7 +139,7 @@ def test_a_tampered_line_is_caught_by_the_checks_and_blocks_the_publish_step(tmp
     assert run_meterline(["bill", "--period", "2026-10"], home=home, catalog=cat,
                          cwd=cwd).returncode == 0
     con = duckdb.connect(str(home / "warehouse.duckdb"))
-    con.execute("update marts.fct_invoice_lines set amount = amount + 0.01 "
+    con.execute("update intermediate.int_invoice_lines_drafted set amount = amount + 0.01 "
                 "where invoice_id = 'INV-202610-hm_usd' and line_number = 2")  # 8.53 -> 8.54
     con.close()
     run, reconciliation, dbt_tests, _ = _publish_runs(home_env, home, cat)
@@ -193,7 +193,7 @@ def test_a_tampered_invoice_total_fails_its_dbt_test_and_publishes_nothing(tmp_p
     assert run_meterline(["bill", "--period", "2026-10"], home=home, catalog=cat,
                          cwd=cwd).returncode == 0
     con = duckdb.connect(str(home / "warehouse.duckdb"))
-    con.execute("update marts.fct_invoices set total = total + 1, subtotal = subtotal + 1 "
+    con.execute("update intermediate.int_invoices_drafted set total = total + 1, subtotal = subtotal + 1 "
                 "where customer_id = 'hm_usd'")  # 94.45 -> 95.45, its lines unchanged
     con.close()
     run, reconciliation, dbt_tests, instance = _publish_runs(home_env, home, cat)

@@ -408,7 +408,7 @@ def test_a_deleted_october_event_fails_the_event_and_quantity_checks(built, tmp_
 def test_a_tampered_line_amount_fails_the_pricer_check(built, tmp_path):
     # (that the invoice total no longer adds up is assert_invoice_total_equals_sum_of_lines's)
     results = _broken(built, tmp_path, """
-        update marts.fct_invoice_lines set amount = 0.93
+        update intermediate.int_invoice_lines_drafted set amount = 0.93
         where invoice_id = 'INV-202610-hm_usd' and product_item_id = 'storage_item'""")
     assert _failed(results) == {"line_amounts_match_decimal_pricer"}
     [diff] = results["line_amounts_match_decimal_pricer"].figures["differences"]
@@ -455,16 +455,16 @@ def test_a_file_whose_stored_counts_do_not_add_up(built, tmp_path):
 
 #: Claims over the marts' own tables, each broken in one copy, and the dbt tests that own them.
 MART_CLAIMS_BROKEN = [
-    "update marts.fct_invoices set total = total + 1, subtotal = subtotal + 1 "
+    "update intermediate.int_invoices_drafted set total = total + 1, subtotal = subtotal + 1 "
     "where customer_id = 'hm_eur'",
-    "update marts.fct_invoice_lines set line_number = 3 "
+    "update intermediate.int_invoice_lines_drafted set line_number = 3 "
     "where invoice_id = 'INV-202610-hm_jpy' and line_number = 2",
-    "update marts.fct_invoice_lines set line_number = 7 - line_number "
+    "update intermediate.int_invoice_lines_drafted set line_number = 7 - line_number "
     "where invoice_id = 'INV-202610-hm_usd' and line_number in (3, 4)",
     "delete from marts.fct_invoices where customer_id = 'hm_idle'",
-    "update marts.fct_invoices set billing_period_end = date '2026-12-01' "
+    "update intermediate.int_invoices_drafted set billing_period_end = date '2026-12-01' "
     "where customer_id = 'hm_usd'",
-    "update marts.fct_invoice_lines set usage_period_end = date '2026-12-01' "
+    "update intermediate.int_invoice_lines_drafted set usage_period_end = date '2026-12-01' "
     "where invoice_id = 'INV-202610-hm_jpy' and line_number = 1",
 ]
 MART_CLAIM_TESTS = {
@@ -511,9 +511,9 @@ def test_claims_over_the_marts_fail_their_dbt_tests_not_the_reconciliation(built
 def test_great_expectations_catches_amounts_beyond_the_sane_range(built, tmp_path):
     # 10^14 USD is 10^16 cents: beyond the 10^15 minor units of MAX_MINOR_UNITS
     results = _broken(built, tmp_path,
-                      "update marts.fct_invoice_lines set amount = 100000000000000 "
+                      "update intermediate.int_invoice_lines_drafted set amount = 100000000000000 "
                       "where invoice_id = 'INV-202610-hm_eur' and line_number = 1",
-                      "update marts.fct_invoices set total = 100000000000000, "
+                      "update intermediate.int_invoices_drafted set total = 100000000000000, "
                       "subtotal = 100000000000000 where customer_id = 'hm_usd'")
     assert _failed(results) == {"table_expectations", "line_amounts_match_decimal_pricer"}
     result = results["table_expectations"]
