@@ -193,7 +193,8 @@ def test_a_tampered_invoice_total_fails_its_dbt_test_and_publishes_nothing(tmp_p
     assert run_meterline(["bill", "--period", "2026-10"], home=home, catalog=cat,
                          cwd=cwd).returncode == 0
     con = duckdb.connect(str(home / "warehouse.duckdb"))
-    con.execute("update intermediate.int_invoices_drafted set total = total + 1, subtotal = subtotal + 1 "
+    con.execute("update intermediate.int_invoices_drafted "
+                "set total = total + 1, subtotal = subtotal + 1 "
                 "where customer_id = 'hm_usd'")  # 94.45 -> 95.45, its lines unchanged
     con.close()
     run, reconciliation, dbt_tests, instance = _publish_runs(home_env, home, cat)
