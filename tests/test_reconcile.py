@@ -461,7 +461,7 @@ MART_CLAIMS_BROKEN = [
     "where invoice_id = 'INV-202610-hm_jpy' and line_number = 2",
     "update intermediate.int_invoice_lines_drafted set line_number = 7 - line_number "
     "where invoice_id = 'INV-202610-hm_usd' and line_number in (3, 4)",
-    "delete from marts.fct_invoices where customer_id = 'hm_idle'",
+    "delete from intermediate.int_invoices_drafted where customer_id = 'hm_idle'",
     "update intermediate.int_invoices_drafted set billing_period_end = date '2026-12-01' "
     "where customer_id = 'hm_usd'",
     "update intermediate.int_invoice_lines_drafted set usage_period_end = date '2026-12-01' "

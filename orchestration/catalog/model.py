@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
@@ -247,17 +247,17 @@ def parse(catalog: Catalog, currencies: Mapping[str, int] | None = None) -> Pars
     """The catalog as typed records (invalid cells become None) plus the per-row problems.
 
     Parsed once per process and content: a catalog read from the same bytes (its fingerprint),
-    with the same currencies, gives the same `Parsed`, which callers treat as read-only."""
+    with the same currencies, is parsed once; each caller gets its own lists of the same records."""
     currencies = read_currencies() if currencies is None else currencies
     key = (catalog.fingerprint, tuple(sorted(currencies.items())))
-    if catalog.fingerprint and key in _PARSED:
-        return _PARSED[key]
-    parsed = _parse(catalog, currencies)
-    if catalog.fingerprint:
+    if not catalog.fingerprint:  # built by hand, not read from files: nothing to share
+        return _parse(catalog, currencies)
+    if key not in _PARSED:
         if len(_PARSED) >= 8:
             _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[key] = parsed
-    return parsed
+        _PARSED[key] = _parse(catalog, currencies)
+    # the records are frozen; fresh lists, so a caller that edits one changes no other's
+    return Parsed(**{f.name: list(getattr(_PARSED[key], f.name)) for f in fields(Parsed)})
 
 
 _PARSED: dict[tuple, Parsed] = {}
