@@ -81,7 +81,8 @@ def home_env(monkeypatch):
 # The two tiers (README, Makefile): files that run the real CLI, Dagster runs or dbt builds are
 # `e2e`, the Chromium ones `browser` too; everything else is the fast tier (`make test`).
 E2E_FILES = frozenset({
-    "test_audit.py", "test_billing_e2e.py", "test_browser.py", "test_conformance.py",
+    "test_audit.py", "test_benchmark.py", "test_billing_e2e.py", "test_browser.py",
+    "test_conformance.py",
     "test_hardening_resources.py", "test_kill_dbt_child.py", "test_landing_hardening.py",
     "test_orchestration.py", "test_publish_kill_and_ledger.py", "test_publishing.py",
     "test_reconcile.py", "test_ui_hardening.py",

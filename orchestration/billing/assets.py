@@ -125,7 +125,9 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     # state there (dagster-dbt would otherwise leave a 1.4 MB folder per run).
     target = cfg.dbt_target_dir
     try:
-        with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path)):
+        engine = {f"METERLINE_DUCKDB_{name.upper()}": value
+                  for name, value in cfg.duckdb_config(cfg.warehouse_path).items()}
+        with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path), **engine):
             yield from dbt.cli(
                 ["build", "--exclude-resource-type", "unit_test",
                  "--vars", json.dumps({"billing_period": period_start.isoformat()})],

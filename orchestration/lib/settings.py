@@ -4,8 +4,15 @@ never at import time, so one install serves any number of homes and catalogs."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+# DuckDB's own default is 80% of the machine's memory; Meterline caps every connection (its
+# own and dbt's) lower so that no process grows past a laptop's budget: DuckDB spills to
+# temp_directory instead (docs/operations.md, "Memory, threads and spilling").
+DEFAULT_MEMORY_LIMIT = "4GB"
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
 class UsageError(Exception):
@@ -17,6 +24,16 @@ class Settings:
     home: Path
     catalog_dir: Path
     grace_hours: int
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
+    threads: int = 0  # 0: every core this process may use
+    temp_dir: Path | None = None  # None: DuckDB's default, <database>.tmp beside the file
+
+    def duckdb_config(self, database: Path | str) -> dict[str, str]:
+        """The DuckDB settings of every connection to ``database``, Meterline's and dbt's."""
+        threads = self.threads or len(os.sched_getaffinity(0))
+        temp = self.temp_dir or f"{database}.tmp"
+        return {"memory_limit": self.memory_limit, "threads": str(threads),
+                "temp_directory": str(temp)}
 
     @property
     def landing_dir(self) -> Path:
@@ -61,17 +78,36 @@ class Settings:
             )
 
 
+def _whole_number(env, name: str, default: str, what: str) -> int:
+    raw = env.get(name) or default
+    try:
+        number = int(raw)
+        if number < 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a whole number {what}") from None
+    return number
+
+
 def load(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     home = Path(env.get("METERLINE_HOME") or "data").expanduser().resolve()
     catalog_dir = Path(env.get("METERLINE_CATALOG_DIR") or "seeds").expanduser().resolve()
-    raw_grace = env.get("METERLINE_GRACE_HOURS") or "24"
-    try:
-        grace_hours = int(raw_grace)
-        if grace_hours < 0:
-            raise ValueError
-    except ValueError:
+    grace_hours = _whole_number(env, "METERLINE_GRACE_HOURS", "24", "of hours >= 0")
+    memory_limit = env.get("METERLINE_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+    if not _SIZE.match(memory_limit):
         raise UsageError(
-            f"METERLINE_GRACE_HOURS={raw_grace!r} is not a whole number of hours >= 0"
-        ) from None
-    return Settings(home=home, catalog_dir=catalog_dir, grace_hours=grace_hours)
+            f"METERLINE_MEMORY_LIMIT={memory_limit!r} is not a size: give a number and a unit, "
+            f"e.g. 4GB, 6GiB or 512MB"
+        )
+    threads = _whole_number(env, "METERLINE_THREADS", "0", ">= 1 (or 0 for every core)")
+    temp_dir = env.get("METERLINE_TEMP_DIR")
+    return Settings(home=home, catalog_dir=catalog_dir, grace_hours=grace_hours,
+                    memory_limit=memory_limit.strip(), threads=threads,
+                    temp_dir=Path(temp_dir).expanduser().resolve() if temp_dir else None)
+
+
+def duckdb_config(database: Path | str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The DuckDB settings of ``database`` for the METERLINE_* variables of ``environ``
+    (default: the process's, as they are now)."""
+    return load(environ).duckdb_config(database)

@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from orchestration.lib import diskspace
+from orchestration.lib import settings as settings_lib
 
 DDL = """
 create schema if not exists raw;
@@ -160,8 +161,10 @@ create table if not exists billing.published_periods (
 
 
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse in UTC. Writers also make sure every Python-owned table exists."""
-    con = duckdb.connect(str(path), read_only=read_only)
+    """Open the warehouse in UTC, with the memory limit, threads and temp directory of the
+    METERLINE_* variables (settings.duckdb_config). Writers also make sure every Python-owned
+    table exists."""
+    con = duckdb.connect(str(path), read_only=read_only, config=settings_lib.duckdb_config(path))
     con.execute("set TimeZone = 'UTC'")
     if not read_only:
         con.execute(DDL)
