@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestration.ingestion.landing.sqltext import CAND, LK_CUST, LK_METER, OUT, STAGE
+from orchestration.ingestion.landing.sqltext import CAND, LK_CUST, LK_METER, OUT, STAGE, TYPED
 from orchestration.lib.sql import read_sql
 
 
 def classify_staged(con: duckdb.DuckDBPyConnection) -> None:
-    """From the uniform stage rows to typed fields and one failure flag per rule."""
-    con.execute(read_sql(__file__, "classify.sql", cand=CAND, stage=STAGE))
+    """From the uniform stage rows to typed fields and one failure flag per rule; the rows of
+    typed Parquet files join as they were staged."""
+    con.execute(read_sql(__file__, "classify.sql", cand=CAND, stage=STAGE, typed=TYPED))
 
 
 def add_rechecks(con: duckdb.DuckDBPyConnection) -> None:

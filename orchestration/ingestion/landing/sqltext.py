@@ -6,6 +6,7 @@ from __future__ import annotations
 # Temp objects live in the caller's connection for the duration of one call only.
 _T = "_ml_ingest"
 STAGE = f"{_T}_stage"
+TYPED = f"{_T}_typed"  # rows of typed Parquet files, already in the candidates' shape
 CAND = f"{_T}_cand"
 OUT = f"{_T}_out"
 FILES = f"{_T}_files"
@@ -13,7 +14,7 @@ LK_CUST = f"{_T}_customers"
 LK_METER = f"{_T}_meters"
 LINES = f"{_T}_lines"
 RECS = f"{_T}_records"
-TEMP_TABLES = (STAGE, CAND, OUT, FILES, LK_CUST, LK_METER, LINES, RECS)
+TEMP_TABLES = (STAGE, TYPED, CAND, OUT, FILES, LK_CUST, LK_METER, LINES, RECS)
 
 
 def lit(s: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from orchestration.ingestion.landing.files import ListedFile
-from orchestration.ingestion.landing.sqltext import LINES, RECS, STAGE
+from orchestration.ingestion.landing.sqltext import LINES, RECS, STAGE, TYPED
 from orchestration.ingestion.landing.stage_csv import stage_csv
 from orchestration.ingestion.landing.stage_jsonl import stage_jsonl
 from orchestration.ingestion.landing.stage_parquet import stage_parquet
@@ -17,7 +17,13 @@ from orchestration.lib.sql import read_sql
 
 
 def create_stage_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(read_sql(__file__, "stage_table.sql", stage=STAGE))
+    con.execute(read_sql(__file__, "stage_table.sql", stage=STAGE, typed=TYPED))
+
+
+def unstage(con: duckdb.DuckDBPyConnection, idx: int) -> None:
+    """Forget what file ``idx`` staged (it turned out unreadable)."""
+    for table in (STAGE, TYPED):
+        con.execute(f"delete from {table} where file_idx = ?", [idx])
 
 
 def _safe_path(path: Path, tmp: Path, idx: int, ext: str) -> str:

@@ -37,10 +37,9 @@ from orchestration.ingestion.landing.sqltext import (
     LK_CUST,
     LK_METER,
     OUT,
-    STAGE,
     TEMP_TABLES,
 )
-from orchestration.ingestion.landing.stage import create_stage_table, stage_file
+from orchestration.ingestion.landing.stage import create_stage_table, stage_file, unstage
 from orchestration.ingestion.landing.text import FileUnreadable, NothingToLand
 from orchestration.ingestion.report import escape_name
 from orchestration.lib.periods import PARTITION_START, next_period
@@ -114,7 +113,7 @@ def ingest(
                     say(f"{escape_name(f.source_file)}: {e}")
                     continue
                 except FileUnreadable as e:
-                    con.execute(f"delete from {STAGE} where file_idx = {idx}")
+                    unstage(con, idx)
                     report.unreadable.append(Unreadable(
                         f.source_file,
                         f"{e}. Nothing from this file was landed and it is not recorded as "

@@ -1,4 +1,5 @@
--- From the uniform stage rows ({{ stage }}) to typed fields and one failure flag per rule.
+-- From the uniform stage rows ({{ stage }}) to typed fields and one failure flag per rule; the
+-- rows of typed Parquet files ({{ typed }}) are already in this shape and join at the end.
 -- A value string: sign, mantissa (at least one digit: checked on the groups), optional exponent
 -- of at most 4 digits. A timestamp string: date, 'T' or ' ', time, optional fraction, then 'Z' or
 -- an offset. Epoch milliseconds are at most 253402300799999 (9999-12-31T23:59:59.999Z).
@@ -101,3 +102,7 @@ select
     ev_at is null as f_timestamp,
     dims is null as f_dimensions
 from e
+
+union all by name
+
+select * from {{ typed }}

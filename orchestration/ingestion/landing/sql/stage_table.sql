@@ -19,4 +19,26 @@ create or replace temp table {{ stage }} (
     ts_instant      timestamptz,
     dims_t          varchar,   -- none | json | invalid
     dims_json       varchar
+);
+
+-- Rows of typed Parquet files (stage_parquet.typed_select): already typed and checked, in the
+-- shape classify.sql gives the candidates, so they skip the text round trip.
+create or replace temp table {{ typed }} (
+    phase           integer not null,
+    file_idx        integer not null,
+    row_number      bigint not null,
+    q_seq           bigint,
+    raw_row         varchar,
+    event_id        varchar,
+    customer_id     varchar,
+    meter_id        varchar,
+    value           decimal(38, 12),
+    event_at        timestamptz,
+    dimensions      varchar,
+    f_malformed     boolean not null,
+    f_missing       boolean not null,
+    f_event_id      boolean not null,
+    f_value         boolean not null,
+    f_timestamp     boolean not null,
+    f_dimensions    boolean not null
 )
