@@ -184,17 +184,28 @@ def main() -> None:
             rows.append((result, ratio))
             return result
 
+        # the fixed cost of a command (process, Dagster and dbt start-up): a 1,000-event month
+        tiny = work / "home_fixed_cost"
+        generate.write_events(tiny / "landing" / "events.parquet", 0, 1000, "parquet")
+        run("ingest (1,000 events: the fixed cost)", tiny, "ingest")
+        run(f"bill --period {PERIOD} (1,000 events: the fixed cost)", tiny, "bill", "--period",
+            PERIOD)
         if "parquet" in files:
             main, more = files["parquet"]
             home = work / "home_parquet"
             link_into(home / "landing", main)
-            run("ingest (Parquet)", home, "ingest", floor="copy")
-            run(f"bill --period {PERIOD}", home, "bill", "--period", PERIOD, floor="close")
+            ingest = run("ingest (Parquet)", home, "ingest", floor="copy")
+            bill = run(f"bill --period {PERIOD}", home, "bill", "--period", PERIOD,
+                       floor="close")
             notes.append("After the first bill: " + compare("bill", home, work / "floor.json"))
             link_into(home / "landing", [more])
-            run("ingest (the 1% file)", home, "ingest", floor="copy")
-            run(f"bill --period {PERIOD} after 1% more", home, "bill", "--period", PERIOD,
-                floor="close")
+            more_ingest = run("ingest (the 1% file)", home, "ingest")
+            more_bill = run(f"bill --period {PERIOD} after 1% more", home, "bill", "--period",
+                            PERIOD, floor="close")
+            again = more_ingest.wall + more_bill.wall
+            notes.append(f"1% more events: landing them and billing again took {again:.1f} s, "
+                         f"{again / (ingest.wall + bill.wall):.0%} of the first ingest and bill "
+                         f"({again / bill.wall:.0%} of the first bill alone)")
             notes.append("After the 1% file: " + compare("bill", home,
                                                           work / "floor_more.json"))
             env = dict(base_env, METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(catalog),

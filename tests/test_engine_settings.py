@@ -17,10 +17,9 @@ def _env(tmp_path, **values):
     return {"METERLINE_HOME": str(tmp_path), **values}
 
 
-def test_defaults_cap_memory_below_duckdbs_own_and_spill_beside_the_database(tmp_path):
+def test_defaults_keep_duckdbs_memory_limit_every_core_and_spill_beside_the_database(tmp_path):
     config = settings_lib.duckdb_config(tmp_path / "w.duckdb", _env(tmp_path))
-    assert config == {"memory_limit": settings_lib.DEFAULT_MEMORY_LIMIT,
-                      "threads": str(len(os.sched_getaffinity(0))),
+    assert config == {"threads": str(len(os.sched_getaffinity(0))),
                       "temp_directory": f"{tmp_path / 'w.duckdb'}.tmp"}
 
 
@@ -71,3 +70,34 @@ def test_dbt_runs_apply_the_resolved_settings(tmp_path):
     built = seed(METERLINE_DUCKDB_MEMORY_LIMIT="1GB", METERLINE_DUCKDB_THREADS="1",
                  METERLINE_DUCKDB_TEMP_DIRECTORY=str(tmp_path / "spill"))
     assert built.returncode == 0, built.stdout[-2000:]
+
+
+def test_a_file_that_does_not_fit_the_memory_limit_fails_the_run_naming_it(tmp_path,
+                                                                          monkeypatch):
+    """Not "unreadable" (the file is fine, and would be retried forever): the run stops before
+    writing anything and says which variable to raise."""
+    from datetime import UTC, datetime
+
+    from orchestration.ingestion.landing import IngestError, Lookup, ingest
+
+    monkeypatch.setenv("METERLINE_HOME", str(tmp_path))
+    monkeypatch.setenv("METERLINE_MEMORY_LIMIT", "32MB")
+    monkeypatch.setenv("METERLINE_THREADS", "1")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    line = '{"event_id": "e%d", "customer_id": "acme", "meter": "calls", ' \
+           '"timestamp": "2026-10-01T00:00:00Z", "dimensions": {"pad": "%s"}}\n'
+    with (landing / "big.jsonl").open("w") as fh:
+        fh.writelines(line % (i, "x" * 200) for i in range(300_000))
+    con = warehouse.connect(tmp_path / "warehouse.duckdb")
+    try:
+        with pytest.raises(IngestError, match=r"big.jsonl: ran out of memory while reading it "
+                                              r"\(DuckDB's memory limit is 30\.5 MiB.*raise "
+                                              r"METERLINE_MEMORY_LIMIT"):
+            ingest(con, landing_dir=landing, paths=None,
+                   lookup=Lookup(customers={"acme"}, meters={"calls": "count"}),
+                   run_id="r1", now=datetime(2026, 11, 3, tzinfo=UTC))
+        assert con.execute("select count(*) from raw.usage_events").fetchone()[0] == 0
+        assert con.execute("select count(*) from raw.landed_files").fetchone()[0] == 0
+    finally:
+        con.close()

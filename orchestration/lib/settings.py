@@ -8,10 +8,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# DuckDB's own default is 80% of the machine's memory; Meterline caps every connection (its
-# own and dbt's) lower so that no process grows past a laptop's budget: DuckDB spills to
-# temp_directory instead (docs/operations.md, "Memory, threads and spilling").
-DEFAULT_MEMORY_LIMIT = "4GB"
+# Unset, DuckDB keeps its own limit (80% of the machine's memory): landing a JSON Lines or CSV
+# file still holds the file's text in memory, so a lower default would refuse large files that
+# land today. Set it to bound every connection, Meterline's and dbt's: DuckDB then spills to
+# temp_directory instead of growing (docs/operations.md, "Memory, threads and spilling").
+DEFAULT_MEMORY_LIMIT = ""
 _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
@@ -32,8 +33,10 @@ class Settings:
         """The DuckDB settings of every connection to ``database``, Meterline's and dbt's."""
         threads = self.threads or len(os.sched_getaffinity(0))
         temp = self.temp_dir or f"{database}.tmp"
-        return {"memory_limit": self.memory_limit, "threads": str(threads),
-                "temp_directory": str(temp)}
+        config = {"threads": str(threads), "temp_directory": str(temp)}
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        return config
 
     @property
     def landing_dir(self) -> Path:
@@ -95,7 +98,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     catalog_dir = Path(env.get("METERLINE_CATALOG_DIR") or "seeds").expanduser().resolve()
     grace_hours = _whole_number(env, "METERLINE_GRACE_HOURS", "24", "of hours >= 0")
     memory_limit = env.get("METERLINE_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
-    if not _SIZE.match(memory_limit):
+    if memory_limit and not _SIZE.match(memory_limit):
         raise UsageError(
             f"METERLINE_MEMORY_LIMIT={memory_limit!r} is not a size: give a number and a unit, "
             f"e.g. 4GB, 6GiB or 512MB"

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from orchestration.ingestion.landing.files import ListedFile
+from orchestration.ingestion.landing.model import IngestError
 from orchestration.ingestion.landing.sqltext import LINES, RECS, STAGE, TYPED
 from orchestration.ingestion.landing.stage_csv import stage_csv
 from orchestration.ingestion.landing.stage_jsonl import stage_jsonl
@@ -47,6 +48,13 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Pat
         else:
             text = decompress(f.path, tmp, idx) if f.fmt == "jsonl.gz" else f.path
             stage_jsonl(con, idx, _safe_path(text, tmp, idx, "jsonl"))
+    except duckdb.OutOfMemoryException as e:
+        limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+        raise IngestError(
+            f"{f.source_file}: ran out of memory while reading it (DuckDB's memory limit is "
+            f"{limit}: {str(e).splitlines()[0]}). Nothing was landed: raise "
+            f"METERLINE_MEMORY_LIMIT, or split the file into smaller ones, then run ingest "
+            f"again.") from None
     except duckdb.Error as e:
         raise FileUnreadable(_read_error(f, e, text)) from None
     finally:
