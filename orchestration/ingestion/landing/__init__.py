@@ -18,7 +18,10 @@ How one call works:
    in a temp table (per field: what kind of value it held, and its text). JSONL and CSV are read
    as text (``read_text``, split into lines; ``.jsonl.gz`` is decompressed to a temp file first)
    and parsed by DuckDB's JSON functions and regular expressions; Parquet through
-   ``read_parquet(..., file_row_number = true)`` with per-column-type expressions. A file that
+   ``read_parquet(..., file_row_number = true)`` with per-column-type expressions; a *typed*
+   Parquet file (VARCHAR ids, an exact DECIMAL or 64-bit integer value, TIMESTAMPTZ, MAP
+   dimensions) goes straight to typed candidates, every rule checked on its typed columns
+   (``stage_parquet.typed_select``). A file that
    cannot be read (truncated gzip, corrupt Parquet, invalid UTF-8, a CSV without a header) is
    reported in ``unreadable`` and lands nothing; it is not recorded in ``raw.landed_files``, so
    the next run retries it.
