@@ -176,10 +176,12 @@ def main() -> None:
                                          base_env)
             (work / "floor_jsonl.duckdb").unlink()
 
+        def home_env(home: Path) -> dict[str, str]:
+            return dict(base_env, METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(catalog),
+                        METERLINE_NOW=NOW)
+
         def run(label, home, *command, floor=None, check=True):
-            env = dict(base_env, METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(catalog),
-                       METERLINE_NOW=NOW)
-            result = timed(label, [meterline, *command], env, check=check)
+            result = timed(label, [meterline, *command], home_env(home), check=check)
             ratio = f"{result.wall / floors[floor].wall:.1f}x {floor}" if floor in floors else ""
             rows.append((result, ratio))
             return result
@@ -208,9 +210,7 @@ def main() -> None:
                          f"({again / bill.wall:.0%} of the first bill alone)")
             notes.append("After the 1% file: " + compare("bill", home,
                                                           work / "floor_more.json"))
-            env = dict(base_env, METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(catalog),
-                       METERLINE_NOW=NOW)
-            writer = subprocess.Popen([meterline, "bill", "--period", PERIOD], env=env,
+            writer = subprocess.Popen([meterline, "bill", "--period", PERIOD], env=home_env(home),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 time.sleep(3)

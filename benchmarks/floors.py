@@ -42,7 +42,6 @@ landed as (
 usage as (
     select customer_id,
         count(*) filter (where meter = 'calls') as calls_q,
-        count(*) filter (where meter = 'calls') > 0 as calls_used,
         greatest(coalesce(sum(value) filter (where meter = 'transfer_gb'), 0), 0) as transfer_q,
         count(*) filter (where meter = 'transfer_gb') > 0 as transfer_used,
         greatest(coalesce(max(value) filter (where meter = 'storage_gb'
@@ -58,9 +57,9 @@ usage as (
 lines as (
     select customer_id,
         -- graduated calls: tier 1 free to 10,000; tier 2 to 1,000,000 at 0.0004 + 5.00; tier 3
-        case when calls_used and calls_q > 10000 then round(
+        case when calls_q > 10000 then round(
             (least(calls_q, 1000000) - 10000) * 0.0004::decimal(38, 12) + 5.00, 2) else 0 end
-        + case when calls_used and calls_q > 1000000 then round(
+        + case when calls_q > 1000000 then round(
             (calls_q - 1000000) * 0.00025::decimal(38, 12), 2) else 0 end as calls_amount,
         case when not transfer_used then 0
              when customer_id = 'c0000' then round(transfer_q * 0.07, 2)

@@ -8,11 +8,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# Unset, DuckDB keeps its own limit (80% of the machine's memory): landing a JSON Lines or CSV
-# file still holds the file's text in memory, so a lower default would refuse large files that
-# land today. Set it to bound every connection, Meterline's and dbt's: DuckDB then spills to
-# temp_directory instead of growing (docs/operations.md, "Memory, threads and spilling").
-DEFAULT_MEMORY_LIMIT = ""
 _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
@@ -25,7 +20,11 @@ class Settings:
     home: Path
     catalog_dir: Path
     grace_hours: int
-    memory_limit: str = DEFAULT_MEMORY_LIMIT
+    # "" (unset): DuckDB keeps its own limit, 80% of the machine's memory. Landing a JSON Lines
+    # or CSV file still holds the file's text in memory, so a lower default would refuse large
+    # files that land today. Set, it bounds every connection, Meterline's and dbt's, and DuckDB
+    # spills to temp_directory instead of growing (docs/operations.md section 1a).
+    memory_limit: str = ""
     threads: int = 0  # 0: every core this process may use
     temp_dir: Path | None = None  # None: DuckDB's default, <database>.tmp beside the file
 
@@ -97,7 +96,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     home = Path(env.get("METERLINE_HOME") or "data").expanduser().resolve()
     catalog_dir = Path(env.get("METERLINE_CATALOG_DIR") or "seeds").expanduser().resolve()
     grace_hours = _whole_number(env, "METERLINE_GRACE_HOURS", "24", "of hours >= 0")
-    memory_limit = env.get("METERLINE_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+    memory_limit = env.get("METERLINE_MEMORY_LIMIT", "")
     if memory_limit and not _SIZE.match(memory_limit):
         raise UsageError(
             f"METERLINE_MEMORY_LIMIT={memory_limit!r} is not a size: give a number and a unit, "

@@ -43,7 +43,7 @@ def is_typed(types: dict[str, str]) -> bool:
     return types.get("dimensions") in (None, TEXT_MAP)
 
 
-def typed_select(types: dict[str, str], src: str, file_idx: int, raw: str) -> str:
+def typed_select(types: dict[str, str], src: str, file_idx: int) -> str:
     """The rows of a typed file in the candidates' shape (classify.sql's output): the same
     values and failure flags the general path gives them."""
     value = (f"coalesce({ident('value')}::decimal(38, 12), 1::decimal(38, 12))"
@@ -63,7 +63,7 @@ def typed_select(types: dict[str, str], src: str, file_idx: int, raw: str) -> st
     eid, cust, meter, ts = (ident(n) for n in ("event_id", "customer_id", "meter", "timestamp"))
     return f"""
         insert into {TYPED}
-        select 1, {file_idx}, file_row_number + 1, null, {raw},
+        select 1, {file_idx}, file_row_number + 1, null, {_raw_row(types)},
                nullif({eid}, ''), nullif({cust}, ''), nullif({meter}, ''), {value}, {ts},
                {dims}, false,
                coalesce({eid}, '') = '' or coalesce({cust}, '') = ''
@@ -79,7 +79,7 @@ def stage_parquet(con: duckdb.DuckDBPyConnection, file_idx: int, path: str) -> N
     cols = con.execute(f"describe select * from {src}").fetchall()
     types = {c[0]: c[1].upper() for c in cols if c[0] != "file_row_number"}
     if is_typed(types):
-        con.execute(typed_select(types, src, file_idx, _raw_row(types)))
+        con.execute(typed_select(types, src, file_idx))
         return
 
     def col(name: str) -> str:
@@ -124,7 +124,7 @@ def stage_parquet(con: duckdb.DuckDBPyConnection, file_idx: int, path: str) -> N
         if ttype == "VARCHAR":
             ts_k = f"case when coalesce({c}, '') = '' then 'missing' else 'text' end"
             ts_v = c
-        elif ttype == "TIMESTAMP WITH TIME ZONE":
+        elif ttype == INSTANT:
             ts_k = f"case when {c} is null then 'missing' else 'instant' end"
             ts_v, ts_inst = "null::varchar", c
         elif ttype in INTEGER_TYPES:
