@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from orchestration.billing.assets import billing_models, price_book, publish_invoices
 from orchestration.billing.checks import reconciliation
 from orchestration.billing.jobs import billing_job, publish_job
-from orchestration.billing.project import dbt_project, dbt_run_executable
+from orchestration.billing.project import (
+    MeterlineDbtCliResource,
+    dbt_project,
+    dbt_run_executable,
+)
 from orchestration.billing.schedules import monthly_close
 from orchestration.ingestion.assets import landed_events
 from orchestration.ingestion.jobs import ingest_job
@@ -23,8 +26,9 @@ defs = dg.Definitions(
     schedules=[monthly_close],
     sensors=[landing_files],
     resources={
-        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir),
-                              dbt_executable=dbt_run_executable()),
+        "dbt": MeterlineDbtCliResource(project_dir=dbt_project,
+                                       profiles_dir=str(dbt_project.project_dir),
+                                       dbt_executable=dbt_run_executable()),
         "meterline": MeterlineResource(),
     },
     loggers={"meterline_progress": meterline_progress, "console": dg.colored_console_logger},

@@ -17,10 +17,13 @@ def _env(tmp_path, **values):
     return {"METERLINE_HOME": str(tmp_path), **values}
 
 
-def test_defaults_keep_duckdbs_memory_limit_every_core_and_spill_beside_the_database(tmp_path):
+def test_defaults_limit_memory_to_4gb_use_every_core_and_spill_beside_the_database(tmp_path):
     config = settings_lib.duckdb_config(tmp_path / "w.duckdb", _env(tmp_path))
     assert config == {"threads": str(len(os.sched_getaffinity(0))),
-                      "temp_directory": f"{tmp_path / 'w.duckdb'}.tmp"}
+                      "temp_directory": f"{tmp_path / 'w.duckdb'}.tmp", "memory_limit": "4GB"}
+    path = tmp_path / "warehouse.duckdb"
+    with warehouse.connection(path) as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == "3.7 GiB"
 
 
 def test_the_variables_set_every_connection(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from orchestration.billing.partitions import (
     more_than_one_month,
 )
 from orchestration.billing.project import dbt_project
+from orchestration.billing.reconciliation import expectations
 from orchestration.catalog.load import write_catalog
 from orchestration.catalog.model import parse
 from orchestration.catalog.periods import period_problems
@@ -121,6 +122,7 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     (tests/test_billing_e2e.py::test_dbt_unit_tests_pass), billing runs skip them."""
     cfg = meterline.settings()
     period_start = periods.period_from_key(context.partition_key)
+    expectations.preload()  # the reconciliation checks after this step need it
     # One stable target folder per home: its runs are serialized, and dbt keeps its partial-parse
     # state there (dagster-dbt would otherwise leave a 1.4 MB folder per run).
     target = cfg.dbt_target_dir

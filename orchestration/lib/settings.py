@@ -15,16 +15,20 @@ class UsageError(Exception):
     """Bad usage: exit code 2 (a missing home or catalog, a malformed period, ...)."""
 
 
+#: METERLINE_MEMORY_LIMIT when unset.
+DEFAULT_MEMORY_LIMIT = "4GB"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
     catalog_dir: Path
     grace_hours: int
-    # "" (unset): DuckDB keeps its own limit, 80% of the machine's memory. Landing a JSON Lines
-    # or CSV file still holds the file's text in memory, so a lower default would refuse large
-    # files that land today. Set, it bounds every connection, Meterline's and dbt's, and DuckDB
-    # spills to temp_directory instead of growing (docs/operations.md section 1a).
-    memory_limit: str = ""
+    # It bounds every connection, Meterline's and dbt's, and DuckDB spills to temp_directory
+    # instead of growing (docs/operations.md section 1a). 4GB keeps every process under 8 GiB
+    # (DuckDB's own default, 80% of the machine, let a 10M-event ingest take 18 GiB); JSON Lines
+    # are read in pieces, so no file size needs more. A CSV file is still read whole.
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
     threads: int = 0  # 0: every core this process may use
     temp_dir: Path | None = None  # None: DuckDB's default, <database>.tmp beside the file
 
@@ -32,10 +36,8 @@ class Settings:
         """The DuckDB settings of every connection to ``database``, Meterline's and dbt's."""
         threads = self.threads or len(os.sched_getaffinity(0))
         temp = self.temp_dir or f"{database}.tmp"
-        config = {"threads": str(threads), "temp_directory": str(temp)}
-        if self.memory_limit:
-            config["memory_limit"] = self.memory_limit
-        return config
+        return {"threads": str(threads), "temp_directory": str(temp),
+                "memory_limit": self.memory_limit}
 
     @property
     def landing_dir(self) -> Path:
@@ -96,8 +98,8 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     home = Path(env.get("METERLINE_HOME") or "data").expanduser().resolve()
     catalog_dir = Path(env.get("METERLINE_CATALOG_DIR") or "seeds").expanduser().resolve()
     grace_hours = _whole_number(env, "METERLINE_GRACE_HOURS", "24", "of hours >= 0")
-    memory_limit = env.get("METERLINE_MEMORY_LIMIT", "")
-    if memory_limit and not _SIZE.match(memory_limit):
+    memory_limit = env.get("METERLINE_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+    if not _SIZE.match(memory_limit):
         raise UsageError(
             f"METERLINE_MEMORY_LIMIT={memory_limit!r} is not a size: give a number and a unit, "
             f"e.g. 4GB, 6GiB or 512MB"

@@ -16,7 +16,8 @@ How one call works:
    ``raw.ingest_runs`` gets no row for a run that only skipped entries.
 2. Each remaining file is *staged*: one ``INSERT ... SELECT`` turns its rows into a uniform shape
    in a temp table (per field: what kind of value it held, and its text). JSONL and CSV are read
-   as text (``read_text``, split into lines; ``.jsonl.gz`` is decompressed to a temp file first)
+   as text (``read_text``, split into lines; JSON Lines in pieces of about 64 MiB cut at line
+   ends, ``.jsonl.gz`` decompressed as it is read: ``text.pieces``)
    and parsed by DuckDB's JSON functions and regular expressions; Parquet through
    ``read_parquet(..., file_row_number = true)`` with per-column-type expressions; a *typed*
    Parquet file (VARCHAR ids, an exact DECIMAL or 64-bit integer value, TIMESTAMPTZ, MAP

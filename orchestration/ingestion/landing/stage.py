@@ -13,7 +13,7 @@ from orchestration.ingestion.landing.sqltext import LINES, RECS, STAGE, TYPED
 from orchestration.ingestion.landing.stage_csv import stage_csv
 from orchestration.ingestion.landing.stage_jsonl import stage_jsonl
 from orchestration.ingestion.landing.stage_parquet import stage_parquet
-from orchestration.ingestion.landing.text import FileUnreadable, decompress, first_invalid_utf8
+from orchestration.ingestion.landing.text import FileUnreadable, first_invalid_utf8, pieces
 from orchestration.lib.sql import read_sql
 
 
@@ -27,7 +27,7 @@ def unstage(con: duckdb.DuckDBPyConnection, idx: int) -> None:
         con.execute(f"delete from {table} where file_idx = ?", [idx])
 
 
-def _safe_path(path: Path, tmp: Path, idx: int, ext: str) -> str:
+def _safe_path(path: Path, tmp: Path, idx: int | str, ext: str) -> str:
     """A path DuckDB reads literally (it expands *, ? and [ as globs): a symlink if needed."""
     s = str(path.resolve())
     if any(ch in s for ch in "*?[]{}'\\"):
@@ -46,8 +46,11 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Pat
             text = f.path
             stage_csv(con, idx, _safe_path(f.path, tmp, idx, "csv"))
         else:
-            text = decompress(f.path, tmp, idx) if f.fmt == "jsonl.gz" else f.path
-            stage_jsonl(con, idx, _safe_path(text, tmp, idx, "jsonl"))
+            text = f.path
+            for number, (piece, first_line) in enumerate(
+                    pieces(f.path, tmp, idx, gz=f.fmt == "jsonl.gz")):
+                stage_jsonl(con, idx, _safe_path(piece, tmp, f"{idx}_{number}", "jsonl"),
+                            first_line)
     except duckdb.OutOfMemoryException as e:
         limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
         raise IngestError(
@@ -60,18 +63,17 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Pat
     finally:
         con.execute(f"drop table if exists {LINES}")
         con.execute(f"drop table if exists {RECS}")
-        if text is not None and text != f.path:
-            text.unlink(missing_ok=True)
 
 
 def _read_error(f: ListedFile, e: duckdb.Error, text: Path | None) -> str:
     msg = str(e).strip()
     if "UTF-8" in msg or "utf-8" in msg.lower():
-        where = first_invalid_utf8(text) if text is not None else None
+        gz = f.fmt == "jsonl.gz"
+        where = first_invalid_utf8(text, gz=gz) if text is not None else None
         if where is None:
             return f"{f.source_file} is not valid UTF-8 text; re-encode the file as UTF-8"
         line, offset, byte = where
-        of = " of the decompressed content" if text != f.path else ""
+        of = " of the decompressed content" if gz else ""
         return (f"{f.source_file} is not valid UTF-8 text: the first invalid byte (0x{byte:02x}) "
                 f"is on line {line}, byte offset {offset}{of} (counted from 0); re-encode the "
                 f"file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)")

@@ -9,7 +9,10 @@ from orchestration.ingestion.landing.text import stage_lines
 from orchestration.lib.sql import read_sql
 
 
-def stage_jsonl(con: duckdb.DuckDBPyConnection, file_idx: int, text_path: str) -> None:
-    stage_lines(con, text_path)
+def stage_jsonl(con: duckdb.DuckDBPyConnection, file_idx: int, text_path: str,
+                first_line: int = 1) -> None:
+    """Stage the lines of ``text_path``, a piece of file ``file_idx`` that starts at line
+    ``first_line`` (text.pieces)."""
+    stage_lines(con, text_path, first_line)
     con.execute(read_sql(__file__, "stage_jsonl.sql", stage=STAGE, lines=LINES),
                 {"file_idx": file_idx})

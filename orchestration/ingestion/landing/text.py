@@ -4,8 +4,8 @@ where its first byte that is not UTF-8 is."""
 from __future__ import annotations
 
 import gzip
-import shutil
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -14,6 +14,8 @@ from orchestration.ingestion.landing.sqltext import LINES, lit
 
 EMPTY_GZIP = "empty file (the gzip stream decompresses to 0 bytes): nothing to land"
 UTF8_SCAN_CHUNK = 1 << 20
+#: The size of the pieces a text file is read in (``pieces``).
+PIECE_BYTES = 64 << 20
 
 
 class FileUnreadable(Exception):
@@ -24,14 +26,16 @@ class NothingToLand(Exception):
     """Nothing to land (a gzip stream that decompresses to nothing): reported as skipped."""
 
 
-def stage_lines(con: duckdb.DuckDBPyConnection, text_path: str) -> None:
-    """The file as lines (line number, text without \\r and BOM) in the temp table LINES."""
+def stage_lines(con: duckdb.DuckDBPyConnection, text_path: str, first_line: int = 1) -> None:
+    """The file as lines (line number, text without \\r and BOM) in the temp table LINES; the
+    file is a piece of a larger one whose first line is number ``first_line`` (``pieces``)."""
     con.execute(f"""
         create or replace temp table {LINES} as
         with t as materialized (
             select string_split(content, chr(10)) as l from read_text({lit(text_path)})
         ), u as (
-            select unnest(l) as line, generate_subscripts(l, 1) as ln from t
+            select unnest(l) as line,
+                   generate_subscripts(l, 1) + {int(first_line) - 1} as ln from t
         )
         select ln::bigint as ln,
                regexp_replace(
@@ -42,29 +46,64 @@ def stage_lines(con: duckdb.DuckDBPyConnection, text_path: str) -> None:
     """)
 
 
-def decompress(path: Path, tmp: Path, idx: int) -> Path:
-    out = tmp / f"d{idx}.jsonl"
+def pieces(path: Path, tmp: Path, idx: int, *, gz: bool,
+           piece_bytes: int | None = None) -> Iterator[tuple[Path, int]]:
+    """The text of ``path`` (gzip content when ``gz``) as files of about ``piece_bytes`` that end
+    at a line end, each with the number of its first line: DuckDB reads a text file as one value,
+    so a file is read in pieces to keep memory bounded whatever its size. Each piece is removed
+    when the next is asked for. Cutting only after a newline byte never splits a UTF-8 character,
+    a line or a \\r\\n. Raises FileUnreadable for a gzip stream that breaks, NothingToLand for
+    one that decompresses to nothing."""
+    opener = gzip.open if gz else open
+    piece_bytes = piece_bytes or PIECE_BYTES
+    first_line, number, carry, total = 1, 0, b"", 0
     try:
-        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        with opener(path, "rb") as src:
+            while True:
+                block = src.read(piece_bytes)
+                total += len(block)
+                data = carry + block
+                if not data:
+                    break
+                if block:
+                    cut = data.rfind(b"\n")
+                    if cut < 0:  # one line longer than a piece: read on
+                        carry = data
+                        continue
+                    piece, carry = data[:cut + 1], data[cut + 1:]
+                else:
+                    piece, carry = data, b""
+                out = tmp / f"p{idx}_{number}.txt"
+                out.write_bytes(piece)
+                try:
+                    yield out, first_line
+                finally:
+                    out.unlink(missing_ok=True)
+                first_line += piece.count(b"\n")
+                number += 1
+                if not block:
+                    break
     except EOFError as e:
         raise FileUnreadable(f"the gzip stream is truncated ({e})") from None
-    except (gzip.BadGzipFile, zlib.error, OSError) as e:
+    except (gzip.BadGzipFile, zlib.error) as e:
         raise FileUnreadable(f"not a readable gzip file ({e})") from None
-    if out.stat().st_size == 0:
-        out.unlink(missing_ok=True)
+    except OSError as e:
+        if not gz:
+            raise
+        raise FileUnreadable(f"not a readable gzip file ({e})") from None
+    if gz and total == 0:
         raise NothingToLand(EMPTY_GZIP)
-    return out
 
 
-def first_invalid_utf8(path: Path) -> tuple[int, int, int] | None:
+def first_invalid_utf8(path: Path, *, gz: bool = False) -> tuple[int, int, int] | None:
     """(1-based line, 0-based byte offset, byte value) of the first byte that is not valid
-    UTF-8, or None. Bounded memory and C-speed: the file is decoded in chunks (a character cut
-    by a chunk's end is carried to the next), and newlines are counted with ``bytes.count``."""
+    UTF-8 in ``path`` (in its decompressed content when ``gz``), or None. Bounded memory and
+    C-speed: the file is decoded in chunks (a character cut by a chunk's end is carried to the
+    next), and newlines are counted with ``bytes.count``."""
     offset = 0  # bytes of the file before ``carry``
     lines = 0  # newlines before ``offset``
     carry = b""
-    with open(path, "rb") as fh:
+    with (gzip.open if gz else open)(path, "rb") as fh:
         while True:
             chunk = fh.read(UTF8_SCAN_CHUNK)
             data = carry + chunk
