@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/bench.py --events 1000000      # also 10000000, 100000000
 
+With --workdir the generated files are kept there and reused by the next run with the same
+--workdir (100M events: about 1.2 GB of Parquet and 2 GB of JSON Lines gzip).
+
 In one run, on the same files (benchmarks/generate.py: 1,000 customers, four meters, skew,
 duplicates, bad rows, late events; Parquet and JSON Lines gzip):
 
@@ -9,9 +12,10 @@ duplicates, bad rows, late events; Parquet and JSON Lines gzip):
    DuckDB's bare typed read of the JSON Lines files, and one hand-written query from the files
    to the invoice totals (the close floor), for the main files and again with the 1% file;
 2. a Parquet home: `meterline ingest`, `bill --period 2026-10`, a second `ingest` of a file of 1%
-   more events and the `bill` after it, `invoices` and `explain` while a `bill` runs, then
-   `bill --publish`; the October totals are compared with the close floor's to the cent after
-   each bill;
+   more events and the `bill` after it, an `ingest` of a 100,000-event file, `invoices` and
+   `explain` while a `bill` runs, then `bill --publish`; the October totals are compared with the
+   close floor's to the cent after each of the first two bills; then the readers' snapshot that
+   every writing step publishes is built once more on its own and timed;
 3. a JSON Lines home: `meterline ingest` of the same events (landing only).
 
 Every command runs under `/usr/bin/time -v` (wall time, peak RSS), so any figure can be
@@ -100,20 +104,30 @@ def compare(label: str, home: Path, floor: Path) -> str:
     return f"{len(got)} invoices equal to the cent (sum {total // 100:,}.{total % 100:02d} USD)"
 
 
+def _generated(target: Path, start: int, stop: int, fmt: str) -> Path:
+    """Rows start..stop-1 as ``target``, generated unless a run with the same --workdir made
+    them already (the generator is deterministic; a stamp beside the file says it is complete)."""
+    stamp = target.with_name(target.name + f".rows-{start}-{stop}")
+    if target.exists() and stamp.exists():
+        return target
+    stamp.unlink(missing_ok=True)
+    generate.write_events(target, start, stop, fmt)
+    stamp.touch()
+    return target
+
+
 def make_files(work: Path, events: int, formats: list[str]) -> dict[str, tuple[list[Path], Path]]:
-    """{format: (main files, the 1% file)}: rows 0..N-1 in files of 10M rows, then N..1.01N."""
+    """{format: (main files, the 1% file)}: rows 0..N-1 in files of 10M rows, then N..1.01N
+    (a 100,000-event file follows, made by main)."""
     extra = max(events // 100, 1)
     files: dict[str, tuple[list[Path], Path]] = {}
     for fmt in formats:
         suffix = ".parquet" if fmt == "parquet" else ".jsonl.gz"
         folder = work / "files" / fmt
-        main = []
-        for part, start in enumerate(range(0, events, ROWS_PER_FILE)):
-            target = folder / f"events_{part:03d}{suffix}"
-            main.append(generate.write_events(target, start, min(start + ROWS_PER_FILE, events),
-                                              fmt))
-        more = generate.write_events(folder / "more" / f"events_more{suffix}", events,
-                                     events + extra, fmt)
+        main = [_generated(folder / f"events_{part:03d}{suffix}", start,
+                           min(start + ROWS_PER_FILE, events), fmt)
+                for part, start in enumerate(range(0, events, ROWS_PER_FILE))]
+        more = _generated(folder / "more" / f"events_more{suffix}", events, events + extra, fmt)
         files[fmt] = (main, more)
     return files
 
@@ -210,6 +224,12 @@ def main() -> None:
                          f"({again / bill.wall:.0%} of the first bill alone)")
             notes.append("After the 1% file: " + compare("bill", home,
                                                           work / "floor_more.json"))
+            # a 100,000-event file into the home (the target: under 10 s at 100M events)
+            start = args.events + max(args.events // 100, 1)
+            small = _generated(work / "files" / "parquet" / "small" / "events_100k.parquet",
+                               start, start + 100_000, "parquet")
+            link_into(home / "landing", [small])
+            run("ingest (a 100,000-event file into the home)", home, "ingest")
             writer = subprocess.Popen([meterline, "bill", "--period", PERIOD], env=home_env(home),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
@@ -222,6 +242,19 @@ def main() -> None:
                 writer.wait()
             run(f"bill --period {PERIOD} --publish", home, "bill", "--period", PERIOD,
                 "--publish", floor="close")
+            # the readers' snapshot every writing step publishes, built once more on its own
+            (home / "snapshot" / "warehouse.duckdb.source.json").unlink(missing_ok=True)
+            readers_view = timed(
+                "readers' snapshot (built at the end of every writing step)",
+                [python, "-c", "import sys; from orchestration.lib import snapshot; "
+                 "snapshot.publish(sys.argv[1], sys.argv[2])",
+                 str(home / "warehouse.duckdb"), str(home / "snapshot" / "warehouse.duckdb")],
+                home_env(home))
+            notes.append(f"Readers' snapshot (built at the end of every writing step; here once "
+                         f"more on its own): {readers_view.wall:.1f} s, "
+                         f"{readers_view.peak_mib:.0f} MiB peak, "
+                         f"{readers_view.wall / bill.wall:.1%} of the close; "
+                         f"{(home / 'snapshot' / 'warehouse.duckdb').stat().st_size / 1e6:.1f} MB")
             notes.append(f"Parquet home on disk after publishing: {du(home) / 1e9:.2f} GB "
                          f"(warehouse {(home / 'warehouse.duckdb').stat().st_size / 1e9:.2f} GB;"
                          f" landing files are hard links to the generated ones)")

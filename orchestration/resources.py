@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 
 from orchestration.lib import settings as settings_lib
-from orchestration.lib import warehouse
+from orchestration.lib import snapshot, warehouse
 
 
 class MeterlineResource(dg.ConfigurableResource):
@@ -39,13 +39,14 @@ class MeterlineResource(dg.ConfigurableResource):
             yield con
 
     def refresh_snapshot(self) -> Path:
-        """Publish a read-only copy of the warehouse for readers (`invoices`, `explain`, the
-        notebook) by an atomic rename. Called at the end of every writing step, while it still
-        holds the `duckdb` pool slot and after its connection is closed.
+        """Publish the readers' snapshot (`invoices`, `explain`, the notebook: the tables they
+        read, no per-event table; orchestration/lib/snapshot.py) by an atomic rename. Called at
+        the end of every writing step, while it still holds the `duckdb` pool slot and after its
+        connection is closed.
 
         Skipped when the warehouse has not changed since the last snapshot; checks the free
         space first (`diskspace.DiskFull`, nothing written); on any error the old snapshot stays
-        and no temporary copy is left (warehouse.publish_snapshot)."""
+        and no temporary file is left (snapshot.publish)."""
         cfg = self.settings()
-        warehouse.publish_snapshot(cfg.warehouse_path, cfg.snapshot_path)
+        snapshot.publish(cfg.warehouse_path, cfg.snapshot_path)
         return cfg.snapshot_path

@@ -24,7 +24,7 @@ from orchestration.catalog.periods import period_problems
 from orchestration.catalog.problems import Problem
 from orchestration.catalog.read import Catalog, load_catalog
 from orchestration.catalog.rules import validate
-from orchestration.lib import diskspace, warehouse
+from orchestration.lib import diskspace, snapshot, warehouse
 from orchestration.resources import MeterlineResource
 from tests.conftest import run_meterline
 from tests.handmade import CATALOG, make_home
@@ -298,14 +298,15 @@ def _fill(fs: Path, leave_bytes: int) -> None:
 
 def _make_warehouse(path: Path, rows: int) -> None:
     with warehouse.connection(path) as con:
-        con.execute("create table if not exists raw.filler (n bigint, s varchar)")
-        con.execute("insert into raw.filler select i, md5(i::varchar) || md5((i + 1)::varchar) "
-                    "from range(?) as t(i)", [rows])
+        # in a schema the snapshot serves (orchestration/lib/snapshot.py), so it grows with it
+        con.execute("create table if not exists billing.filler (n bigint, s varchar)")
+        con.execute("insert into billing.filler select i, md5(i::varchar) || md5((i + 1)::varchar)"
+                    " from range(?) as t(i)", [rows])
 
 
 def _rows(path: Path) -> int:
     with warehouse.connection(path, read_only=True) as con:
-        return con.execute("select count(*) from raw.filler").fetchone()[0]
+        return con.execute("select count(*) from billing.filler").fetchone()[0]
 
 
 MESSAGE = re.compile(r"^disk full: (?P<path>\S+) needs (?P<needed>\d+) MB free, (?P<free>\d+) MB "
@@ -326,7 +327,7 @@ def test_snapshot_is_not_copied_again_while_the_warehouse_is_unchanged(tmp_path)
     inode = target.stat().st_ino
     _refresh(home)
     assert target.stat().st_ino == inode  # not copied again
-    assert warehouse.publish_snapshot(source, target) is False
+    assert snapshot.publish(source, target) is False
     with warehouse.connection(source):  # a writer that writes nothing (the DDL is a no-op)
         pass
     with warehouse.connection(source, read_only=True):
@@ -334,10 +335,53 @@ def test_snapshot_is_not_copied_again_while_the_warehouse_is_unchanged(tmp_path)
     _refresh(home)
     assert target.stat().st_ino == inode and _rows(target) == 1000
     _make_warehouse(source, 5)
-    assert warehouse.publish_snapshot(source, target) is True
+    assert snapshot.publish(source, target) is True
     assert target.stat().st_ino != inode and _rows(target) == 1005
     assert sorted(p.name for p in target.parent.iterdir()) == [
         "warehouse.duckdb", "warehouse.duckdb.source.json"]
+
+
+def test_snapshot_serves_what_readers_read_and_no_per_event_table(tmp_path):
+    """Its cost must not grow with the events: raw events, duplicates, quarantine and
+    fct_billed_events stay out; 200,000 more events leave its size as it was."""
+    home = tmp_path / "home"
+    home.mkdir()
+    source, target = home / "warehouse.duckdb", home / "snapshot" / "warehouse.duckdb"
+    _make_warehouse(source, 10)
+    with warehouse.connection(source) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.fct_invoices as select 'INV-1' as invoice_id")
+        con.execute("create view marts.fct_billed_events as select 'e1' as event_id")
+        con.execute("create view marts.fct_invoice_lines as select 'INV-1' as invoice_id, 1 as n")
+        con.execute("create schema staging")
+        con.execute("create view staging.stg_raw__usage_events as select 1 as x")
+
+    def add_events(n):
+        with warehouse.connection(source) as con:
+            con.execute("insert into raw.usage_events select 'e' || i, 'c', 'm', 1, "
+                        "timestamptz '2026-10-01 00:00:00+00', '{}', 'f', i + 1, 'h', 'r', "
+                        "now(), i, false from range(?) t(i)", [n])
+
+    add_events(1000)
+    assert snapshot.publish(source, target) is True
+    small = target.stat().st_size
+    with warehouse.connection(target, read_only=True) as con:
+        served = {(s, t) for s, t in con.execute(
+            "select table_schema, table_name from information_schema.tables").fetchall()}
+        assert snapshot.is_snapshot(con)
+        assert con.execute("select * from marts.fct_invoice_lines").fetchall() == [("INV-1", 1)]
+    assert {("billing", "filler"), ("marts", "fct_invoices"), ("marts", "fct_invoice_lines"),
+            ("raw", "landed_files"), ("raw", "ingest_runs"),
+            ("main", "snapshot_about")} <= served
+    assert not served & {("raw", "usage_events"), ("raw", "duplicate_events"),
+                         ("marts", "fct_billed_events"),
+                         ("staging", "stg_raw__usage_events")}
+    with warehouse.connection(source, read_only=True) as con:
+        assert not snapshot.is_snapshot(con)
+    add_events(200_000)
+    assert source.stat().st_size > small + 2_000_000
+    assert snapshot.publish(source, target) is True
+    assert target.stat().st_size == small
 
 
 def test_free_space_check_and_one_line_messages_without_a_small_disk(tmp_path):
@@ -382,27 +426,29 @@ def test_snapshot_on_a_full_disk_keeps_the_old_one_and_leaves_no_tmp(tmp_path, m
         assert 4_000_000 < first_size < 10_000_000, first_size
         _refresh(home)
         old = (target.stat().st_ino, target.stat().st_size)
-        _make_warehouse(source, 200_000)  # now larger than the space left
-        assert source.stat().st_size > diskspace.free_bytes(fs)
+        _make_warehouse(source, 200_000)
+        _fill(fs, old[1] // 2)  # less than a snapshot the size of the last one
         with pytest.raises(diskspace.DiskFull) as raised:
             _refresh(home)
         match = MESSAGE.match(str(raised.value))
         assert match and match["path"] == str(target.parent)
-        assert int(match["needed"]) * 10 ** 6 >= source.stat().st_size + diskspace.HEADROOM_BYTES
+        # the estimate: a snapshot the size of the last one
+        assert int(match["needed"]) * 10 ** 6 >= old[1] + diskspace.HEADROOM_BYTES
         assert int(match["free"]) * 10 ** 6 <= diskspace.free_bytes(fs)
         assert sorted(p.name for p in target.parent.iterdir()) == [
             "warehouse.duckdb", "warehouse.duckdb.source.json"]
         assert (target.stat().st_ino, target.stat().st_size) == old and _rows(target) == 140_000
-        # the copy itself running out of space (as when another process takes it meanwhile)
+        # the build itself running out of space (as when another process takes it meanwhile)
         monkeypatch.setattr(diskspace, "require_free", lambda path, needed: None)
         with pytest.raises(diskspace.DiskFull) as raised:
             _refresh(home)
-        assert isinstance(raised.value.__cause__, OSError)
-        assert raised.value.__cause__.errno == errno.ENOSPC
-        assert not (target.parent / "warehouse.duckdb.tmp").exists()
+        assert "no space left on device" in str(raised.value.__cause__).lower()
+        assert sorted(p.name for p in target.parent.iterdir()) == [
+            "warehouse.duckdb", "warehouse.duckdb.source.json"]
         assert (target.stat().st_ino, target.stat().st_size) == old and _rows(target) == 140_000
         monkeypatch.undo()
-        subprocess.run(["mount", "-o", "remount,size=80m", str(fs)], check=True)
+        for filler in fs.glob("filler-*"):
+            filler.unlink()
         _refresh(home)
         assert _rows(target) == 340_000
 
@@ -414,7 +460,7 @@ def test_full_disk_commands_say_so_in_one_line_and_a_no_op_needs_no_space(tmp_pa
     nothing and succeeds. Completely full: Dagster's run storage fails, still one line."""
     with small_filesystem(tmp_path / "fs", 24) as fs:
         home, catalog, cwd = make_home(fs)
-        snapshot = home / "snapshot" / "warehouse.duckdb"
+        snapshot_path = home / "snapshot" / "warehouse.duckdb"
 
         def ingest():
             done = run_meterline(["ingest"], home=home, catalog=catalog, cwd=cwd)
@@ -429,15 +475,15 @@ def test_full_disk_commands_say_so_in_one_line_and_a_no_op_needs_no_space(tmp_pa
         (home / "landing" / "more.jsonl").write_text(json.dumps({
             "event_id": "more1", "customer_id": "hm_usd", "meter": "calls", "value": 1,
             "timestamp": "2026-10-03T00:00:00Z"}) + "\n")
-        old_inode = snapshot.stat().st_ino
+        old_inode = snapshot_path.stat().st_ino
         for _ in range(2):
             done, errors = ingest()
             assert done.returncode == 1 and len(errors) == 1, done.stderr
             match = MESSAGE.match(errors[0].removeprefix("meterline: "))
-            assert match and match["path"] == str(snapshot.parent), errors
-            assert sorted(p.name for p in snapshot.parent.iterdir()) == [
+            assert match and match["path"] == str(snapshot_path.parent), errors
+            assert sorted(p.name for p in snapshot_path.parent.iterdir()) == [
                 "warehouse.duckdb", "warehouse.duckdb.source.json"]
-            assert snapshot.stat().st_ino == old_inode
+            assert snapshot_path.stat().st_ino == old_inode
         with warehouse.connection(home / "warehouse.duckdb", read_only=True) as con:
             assert con.execute("select count(*) from raw.usage_events where event_id = 'more1'"
                                ).fetchone()[0] == 1  # the ingest had committed
@@ -445,14 +491,14 @@ def test_full_disk_commands_say_so_in_one_line_and_a_no_op_needs_no_space(tmp_pa
             filler.unlink()
         done, errors = ingest()
         assert done.returncode == 0 and errors == [], done.stderr
-        with warehouse.connection(snapshot, read_only=True) as con:
-            assert con.execute("select count(*) from raw.usage_events where event_id = 'more1'"
-                               ).fetchone()[0] == 1
-        caught_up = snapshot.stat().st_ino
+        with warehouse.connection(snapshot_path, read_only=True) as con:
+            assert con.execute("select count(*) from raw.landed_files "
+                               "where source_file = 'more.jsonl'").fetchone()[0] == 1
+        caught_up = snapshot_path.stat().st_ino
         _fill(fs, 3_000_000)
         done, errors = ingest()
         assert done.returncode == 0 and errors == [], done.stderr
-        assert snapshot.stat().st_ino == caught_up  # nothing written, nothing copied
+        assert snapshot_path.stat().st_ino == caught_up  # nothing written, nothing copied
         _fill(fs, 0)
         done, errors = ingest()
         assert done.returncode == 1 and len(errors) == 1, done.stderr

@@ -17,18 +17,25 @@
                 when 'count' then count(*)
                 when 'unique_count' then count(distinct case when aggregation = 'unique_count' then unique_dimension_value end)
                 when 'max' then max(case when aggregation = 'max' then value end)
-                when 'latest' then max(case when aggregation = 'latest' and latest_rank = 1 then value end)
+                when 'latest' then {{ latest_value("case when aggregation = 'latest' then value end") }}
             end
             as {{ quantity_type() }}) as quantity,
         count(*) as event_count
-    from (
-        select
-            ranked_events.*,
-            row_number() over (
-                partition by {{ group_list }}
-                order by event_at desc, event_id desc
-            ) as latest_rank
-        from {{ events }} as ranked_events
-    ) as events_with_rank
+    from {{ events }} as grouped_events
     group by {{ group_list }}, aggregation
+{%- endmacro %}
+
+{#- The aggregate "`value` of the row with the greatest (event_at, event_id)" (event_id breaks
+    ties in byte order; it is unique, so there is one such row). One pass, no sort: a window
+    ranking every event cost more than all the other aggregates together. -#}
+{% macro latest_value(value) -%}
+    {{ return(adapter.dispatch('latest_value', 'meterline')(value)) }}
+{%- endmacro %}
+
+{% macro default__latest_value(value) -%}
+    max_by({{ value }}, struct(event_at, event_id))
+{%- endmacro %}
+
+{% macro duckdb__latest_value(value) -%}
+    arg_max({{ value }}, row(event_at, event_id))
 {%- endmacro %}

@@ -1,4 +1,5 @@
--- Claim: fct_billed_events has one row per landed event; an unbilled event names no invoice; an
+-- Claim: fct_billed_events has one row per landed event (no NULL event_id), with line_type NULL,
+-- `usage` or `adjustment` and an invoice_id of fct_invoices; an unbilled event names no invoice; an
 -- event named on a `usage` line names its own customer's invoice of its own period, and landed
 -- before that period was published (if it was); an event named on an `adjustment` line landed
 -- after its period was published (late usage) and names an invoice of its own customer, of a
@@ -79,6 +80,7 @@ checked_events as (
         and billed.product_item_id = adjustment_lines.product_item_id
     where events.event_id is null
         or billed.event_id is null
+        or billed.line_type not in ('usage', 'adjustment')
         or (billed.product_item_id is null and (billed.invoice_id is not null or billed.line_type is not null))
         or ((billed.invoice_id is null) <> (billed.line_type is null))
         or (billed.invoice_id is not null and (

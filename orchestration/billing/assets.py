@@ -122,7 +122,6 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     (tests/test_billing_e2e.py::test_dbt_unit_tests_pass), billing runs skip them."""
     cfg = meterline.settings()
     period_start = periods.period_from_key(context.partition_key)
-    expectations.preload()  # the reconciliation checks after this step need it
     # One stable target folder per home: its runs are serialized, and dbt keeps its partial-parse
     # state there (dagster-dbt would otherwise leave a 1.4 MB folder per run).
     target = cfg.dbt_target_dir
@@ -130,11 +129,17 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         engine = {f"METERLINE_DUCKDB_{name.upper()}": value
                   for name, value in cfg.duckdb_config(cfg.warehouse_path).items()}
         with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path), **engine):
-            yield from dbt.cli(
+            preloading = None
+            for event in dbt.cli(
                 ["build", "--exclude-resource-type", "unit_test",
                  "--vars", json.dumps({"billing_period": period_start.isoformat()})],
                 context=context, target_path=target,
-            ).stream()
+            ).stream():
+                # the reconciliation checks after this step need great-expectations: import it
+                # while dbt works in its own process (started now; not before, when dagster-dbt's
+                # own imports would compete with it)
+                preloading = preloading or expectations.preload()
+                yield event
     finally:
         meterline.refresh_snapshot()
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from orchestration.lib import periods, readers
+from orchestration.lib import periods, readers, snapshot
 from orchestration.lib.settings import UsageError
 
 FIRST_PERIOD_ENV = "METERLINE_FIRST_PERIOD"
@@ -35,14 +35,21 @@ def first_partition_key(environ: Mapping[str, str] | None = None) -> str:
 
 
 def first_landed_period(cfg) -> str | None:
-    """The first month (YYYY-MM, UTC) of raw.usage_events, read-only (the snapshot if a run
-    holds the warehouse); None when nothing has landed or the warehouse cannot be read."""
+    """The first month (YYYY-MM, UTC) of raw.usage_events, read-only (if a run holds the
+    warehouse, the first month of marts.fct_meter_usage in the snapshot); None when nothing
+    has landed or the warehouse cannot be read."""
     try:
         with readers.reader(cfg) as con:
-            if not readers.table_exists(con, "raw", "usage_events"):
+            if snapshot.is_snapshot(con):  # no events in it: the first month with meter usage
+                if not readers.table_exists(con, "marts", "fct_meter_usage"):
+                    return None
+                first = con.execute("select strftime(min(billing_period_start), '%Y-%m') "
+                                    "from marts.fct_meter_usage").fetchone()[0]
+            elif not readers.table_exists(con, "raw", "usage_events"):
                 return None
-            first = con.execute("select strftime(min(event_at), '%Y-%m') "
-                                "from raw.usage_events").fetchone()[0]
+            else:
+                first = con.execute("select strftime(min(event_at), '%Y-%m') "
+                                    "from raw.usage_events").fetchone()[0]
     except UsageError:  # no warehouse yet, or busy with no snapshot
         return None
     return max(first, periods.PARTITION_START) if first else None

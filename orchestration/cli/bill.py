@@ -9,14 +9,14 @@ from datetime import date
 
 from orchestration.cli.invoices import print_invoices
 from orchestration.cli.output import EXIT_FAILED, say, say_checks, say_failed_run
-from orchestration.lib import clock, periods, readers
+from orchestration.lib import clock, periods, readers, snapshot
 from orchestration.lib.settings import Settings
 
 
 def _validate_catalog_for(cfg: Settings, period_start: date):
     """Validate the whole catalog and the period's usage checks, listing every problem in one
-    pass. If a run holds the warehouse and no snapshot exists yet, the usage checks are left to
-    the billing run itself (it waits for the writer slot and validates again)."""
+    pass. If a run holds the warehouse (the readers' snapshot holds no events), the usage checks
+    are left to the billing run itself (it waits for the writer slot and validates again)."""
     from orchestration.catalog.periods import period_problems
     from orchestration.catalog.read import load_catalog, read_currencies
     from orchestration.catalog.rules import validate
@@ -27,7 +27,8 @@ def _validate_catalog_for(cfg: Settings, period_start: date):
     if cfg.warehouse_path.exists():
         try:
             with readers.reader(cfg) as con:
-                problems += period_problems(con, catalog, period_start, currencies)
+                if not snapshot.is_snapshot(con):  # the snapshot holds no events to check
+                    problems += period_problems(con, catalog, period_start, currencies)
         except readers.WarehouseBusy:
             pass
     return catalog, currencies, problems

@@ -13,28 +13,15 @@ from orchestration.lib.readers import format_quantity as fmt_q
 from orchestration.lib.readers import quantity_or_none as qty
 from orchestration.lib.settings import Settings, UsageError
 
+# The events behind a line, as the bill that built it recorded them (marts.fct_invoice_line_events:
+# at most 10, in the order shown, with the line's event count and the meter's aggregate over all
+# its events, before Q = max(., 0)): nothing here reads per-event tables, so explain costs the
+# same at any volume and answers from the readers' snapshot while a run writes.
 EXPLAIN_EVENTS_SQL = """
-select e.event_id, e.event_at, e.value, e.dimensions, e.landed_at
-from marts.fct_billed_events b
-join raw.usage_events e using (event_id)
-where b.invoice_id = ? and b.product_item_id = ? and b.usage_period_start = ?
-  and b.line_type = ?
-order by {order}
-"""
-
-# The meter's aggregate over the events behind a usage line (section 3), before Q = max(., 0).
-EXPLAIN_AGGREGATE_SQL = """
-select case $aggregation
-           when 'sum' then sum(e.value)
-           when 'count' then count(*)
-           when 'unique_count' then count(distinct json_extract_string(e.dimensions, $pointer))
-           when 'max' then max(e.value)
-           when 'latest' then first(e.value order by e.event_at desc, e.event_id desc)
-       end
-from marts.fct_billed_events b
-join raw.usage_events e using (event_id)
-where b.invoice_id = $invoice and b.product_item_id = $item
-  and b.usage_period_start = $period and b.line_type = 'usage'
+select event_id, event_at, value, dimensions, landed_at, event_count, aggregate_value
+from marts.fct_invoice_line_events
+where invoice_id = ? and product_item_id = ? and usage_period_start = ? and line_type = ?
+order by shown_rank
 """
 
 
@@ -67,6 +54,10 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
             if as_json:
                 print(json.dumps({"invoice_id": args.invoice, "lines": []}, indent=2))
             return EXIT_OK
+        if not readers.table_exists(con, "marts", "fct_invoice_line_events"):
+            raise UsageError(f"the events behind {args.invoice}'s lines are not recorded yet "
+                             f"(a warehouse billed by an older Meterline): run `meterline bill "
+                             f"--period YYYY-MM` for its period once, then explain again")
         for (number, line_type, item, meter, description, quantity, unit_price, tier, amount,
              currency, rate_id, period_start, period_end) in lines:
             entry: dict = {
@@ -100,11 +91,11 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
                   f"this line's quantity {fmt_q(quantity)}, the item's "
                   f"{'change in ' if line_type == 'adjustment' else ''}quantity "
                   f"{fmt_q(item_q)}")
+            shown = con.execute(EXPLAIN_EVENTS_SQL, [args.invoice, item, period_start,
+                                                     line_type]).fetchall()
+            event_count = shown[0][5] if shown else 0
             if line_type == "usage":
-                pointer = "/" + (unique_dimension or "").replace("~", "~0").replace("/", "~1")
-                aggregate = con.execute(EXPLAIN_AGGREGATE_SQL, {
-                    "aggregation": aggregation, "pointer": pointer, "invoice": args.invoice,
-                    "item": item, "period": period_start}).fetchone()[0]
+                aggregate = shown[0][6] if shown else None
                 entry["aggregate"] = qty(aggregate)
                 say(f"  {aggregation} of the events behind it: "
                       f"{fmt_q(aggregate) if aggregate is not None else 'none'}"
@@ -137,24 +128,16 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
                     say(f"    tier {t}: up to {fmt_q(up_to) or 'no limit'}"
                           f" at {fmt_q(t_price)}"
                           f"{f' + flat {fmt_q(fee)}' if fee else ''}{mark}")
-            order = {"max": "e.value desc, e.event_at, e.event_id",
-                     "latest": "e.event_at desc, e.event_id desc"}.get(aggregation,
-                                                                      "e.event_at, e.event_id")
-            events = con.execute(EXPLAIN_EVENTS_SQL.format(order=order),
-                                 [args.invoice, item, period_start, line_type]).fetchall()
             deciding = " (the deciding event first)" if aggregation in ("max", "latest") else ""
-            entry["event_count"] = len(events)
-            say(f"  {len(events)} event(s) behind it; the first {min(10, len(events))} by "
+            entry["event_count"] = event_count
+            say(f"  {event_count} event(s) behind it; the first {len(shown)} by "
                   f"(timestamp, event_id){deciding}:")
-            shown = events[:10]
-            if aggregation in ("max", "latest") and shown:
-                shown = [shown[0]] + sorted(events[1:], key=lambda e: (e[1], e[0]))[:9]
             entry["events_shown"] = [
                 {"event_id": event_id, "event_at": at.astimezone(UTC).isoformat(),
                  "value": qty(value), "dimensions": json.loads(dims) if dims else {},
                  "landed_at": landed.astimezone(UTC).isoformat() if landed else None}
-                for event_id, at, value, dims, landed in shown]
-            for event_id, at, value, dims, _landed in shown:
+                for event_id, at, value, dims, landed, _count, _aggregate in shown]
+            for event_id, at, value, dims, _landed, _count, _aggregate in shown:
                 say(f"    {at.astimezone(UTC).isoformat()}  {event_id}  value "
                       f"{fmt_q(value)}  {dims if dims != '{}' else ''}")
     if as_json:

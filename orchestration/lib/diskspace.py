@@ -1,7 +1,7 @@
 """Free disk space: check it before writing a large file, and say so in one line when it runs out.
 
 ``DiskFull`` is what Meterline raises when it knows the space a write needs and sees it is not
-there (the readers' snapshot copies the whole warehouse: ``warehouse.publish_snapshot``).
+there (the readers' snapshot: ``snapshot.publish``).
 ``disk_full_message`` recognises the errors other layers raise on a full disk (``OSError``
 ENOSPC, SQLite's ``database or disk is full`` / ``disk I/O error`` from Dagster's run storage,
 DuckDB's ``No space left on device``), so the CLI can print one line instead of a traceback.

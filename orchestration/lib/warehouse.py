@@ -8,17 +8,11 @@ buckets months in the machine's zone.
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
-import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 
-from orchestration.lib import diskspace
 from orchestration.lib import settings as settings_lib
 
 DDL = """
@@ -183,92 +177,3 @@ def connection(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.
         yield con
     finally:
         con.close()
-
-
-# --------------------------------------------------------------------------- readers' snapshot
-# DuckDB's file header (the main header and its two database headers) changes on every
-# checkpoint, and a writer's close checkpoints: with the size, times and inode it tells whether
-# the file changed since it was copied, without reading the rest.
-_HEADER_BYTES = 3 * 4096
-
-
-def _signature(path: Path) -> dict:
-    """What identifies the warehouse file's content cheaply (no full read)."""
-    st = path.stat()
-    with path.open("rb") as fh:
-        header = hashlib.sha256(fh.read(_HEADER_BYTES)).hexdigest()
-    wal = Path(f"{path}.wal")
-    wal_st = wal.stat() if wal.exists() else None
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-            "inode": st.st_ino, "device": st.st_dev, "header_sha256": header,
-            "wal": None if wal_st is None else [wal_st.st_size, wal_st.st_mtime_ns]}
-
-
-def _stamp_path(target: Path) -> Path:
-    return target.with_name(target.name + ".source.json")
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def snapshot_is_current(source: Path | str, target: Path | str) -> bool:
-    """The snapshot ``target`` was copied from ``source`` as it is now."""
-    source, target = Path(source), Path(target)
-    try:
-        stamp = json.loads(_stamp_path(target).read_text())
-        return (target.stat().st_size == stamp.get("snapshot_size")
-                and stamp.get("source") == _signature(source))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def publish_snapshot(source: Path | str, target: Path | str) -> bool:
-    """Publish a read-only copy of the warehouse ``source`` at ``target`` by an atomic rename;
-    True when it copied, False when the snapshot was already current.
-
-    - A warehouse unchanged since the last snapshot (its signature is recorded beside the
-      snapshot, ``<target>.source.json``) is not copied again: a command that wrote nothing
-      needs no disk space. The snapshot's mtime is set to now (readers show it as "the snapshot
-      of <time>").
-    - Before copying, the free space on the snapshot's filesystem must hold the whole copy plus
-      ``diskspace.HEADROOM_BYTES``, else ``diskspace.DiskFull`` (nothing written).
-    - On any error the temporary copy is removed and the previous snapshot stays as it was; a
-      copy that runs out of space anyway (another process took it) raises DiskFull too.
-    Call it with no connection open on ``source`` (DuckDB checkpoints on close)."""
-    source, target = Path(source), Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    stamp_path = _stamp_path(target)
-    _remove(tmp)  # left by a process killed in the middle of a copy
-    if snapshot_is_current(source, target):
-        with contextlib.suppress(OSError):
-            os.utime(target)
-        return False
-    signature = _signature(source)
-    size = signature["size"]
-    diskspace.require_free(target.parent, size)
-    try:
-        shutil.copyfile(source, tmp)
-        if tmp.stat().st_size != size:
-            raise OSError(f"copying {source} to {tmp} gave {tmp.stat().st_size} bytes, "
-                          f"not {size}: the warehouse changed during the copy")
-        _remove(stamp_path)  # no stamp describes a snapshot it was not written for
-        os.replace(tmp, target)
-    except BaseException as exc:
-        _remove(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, diskspace.DiskFull) \
-                and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise diskspace.DiskFull(target.parent, size + diskspace.HEADROOM_BYTES,
-                                     diskspace.free_bytes(target.parent)) from exc
-        raise
-    # The stamp is a few hundred bytes; without it the next call copies again (never wrong).
-    stamp_tmp = stamp_path.with_name(stamp_path.name + ".tmp")
-    try:
-        stamp_tmp.write_text(json.dumps({"source": signature,
-                                         "snapshot_size": target.stat().st_size}))
-        os.replace(stamp_tmp, stamp_path)
-    except OSError:
-        _remove(stamp_tmp)
-    return True

@@ -25,8 +25,8 @@ def _import_great_expectations() -> None:
 
 def preload() -> threading.Thread:
     """Import great-expectations (about 3 s) in a background thread, so that the checks find it
-    loaded: the billing step starts it before `dbt build`, which runs in a child process while
-    this one mostly waits. Python's import locks make a concurrent import wait for this one."""
+    loaded: the billing step starts it once `dbt build` runs, in a child process, while this one
+    mostly waits. Python's import locks make a concurrent import wait for this one."""
     thread = threading.Thread(target=_import_great_expectations, name="preload-gx", daemon=True)
     thread.start()
     return thread

@@ -19,13 +19,20 @@ def rated_quantity_matches_usage(run: Run) -> Findings:
         where billing_period_start = $period and line_type = 'usage'
         group by all order by all
     """, {"period": run.start}).fetchall()
-    multi = run.con.execute("""
+    # Only an event of a meter with several items can match more than one: the two queries
+    # group those events only (nothing, when every meter has one item).
+    several = """
+        select event_id, product_item_id from temp._recon_event_items
+        where meter_id in (select meter_id from temp._recon_items
+                           group by meter_id having count(*) > 1)
+    """
+    multi = run.con.execute(f"""
         select event_id, list(product_item_id order by product_item_id)
-        from temp._recon_event_items group by event_id having count(*) > 1
+        from ({several}) group by event_id having count(*) > 1
         order by event_id limit 10
     """).fetchall()
-    multi_count = run.con.execute("""
-        select count(*) from (select event_id from temp._recon_event_items
+    multi_count = run.con.execute(f"""
+        select count(*) from (select event_id from ({several})
                               group by event_id having count(*) > 1)
     """).fetchone()[0]
     differences: list[dict] = []

@@ -73,29 +73,32 @@ class Run:
             if rows:
                 marks = ", ".join("?" * len(rows[0]))
                 con.executemany(f"insert into temp.{table} values ({marks})", rows)
-        # the period's events (UTC month of event_at), each with its meter's aggregation
+        # the period's events (UTC month of event_at), each with its meter's aggregation; their
+        # dimensions stay in raw.usage_events (read once more below, only for item filters)
+        period = {"start": f"{self.start.isoformat()} 00:00:00+00",
+                  "end": f"{self.end.isoformat()} 00:00:00+00"}
         con.execute("""
             create or replace temp table _recon_period_events as
             select e.event_id, e.customer_id, e.meter_id, e.value, e.event_at, e.landed_at,
-                   e.dimensions, m.aggregation,
+                   m.aggregation,
                    case when m.aggregation = 'unique_count'
                         then json_extract_string(e.dimensions, m.unique_pointer) end
                        as unique_value
             from raw.usage_events as e
             left join temp._recon_meters as m on m.meter_id = e.meter_id
             where e.event_at >= $start::timestamptz and e.event_at < $end::timestamptz
-        """, {"start": f"{self.start.isoformat()} 00:00:00+00",
-              "end": f"{self.end.isoformat()} 00:00:00+00"})
+        """, period)
         # which item(s) each event matches: same meter, and key=value exactly (no key, no match)
         con.execute("""
             create or replace temp table _recon_event_items as
-            select e.event_id, i.product_item_id
-            from temp._recon_period_events as e
+            select e.event_id, e.meter_id, i.product_item_id
+            from raw.usage_events as e
             join temp._recon_items as i
               on i.meter_id = e.meter_id
              and (i.filter_key is null
                   or json_extract_string(e.dimensions, i.filter_pointer) = i.filter_value)
-        """)
+            where e.event_at >= $start::timestamptz and e.event_at < $end::timestamptz
+        """, period)
 
     def teardown(self) -> None:
         for table in TEMP_TABLES:
