@@ -20,8 +20,9 @@ from orchestration.catalog.overflow import overflow_problems
 from orchestration.catalog.problems import Problem
 from orchestration.catalog.read import Catalog
 from orchestration.catalog.rules import validate
+from orchestration.lib import snapshot
 from orchestration.lib.periods import next_period
-from orchestration.lib.readers import table_exists
+from orchestration.lib.readers import WarehouseBusy, table_exists
 from orchestration.lib.sql import read_sql
 
 
@@ -58,9 +59,15 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
     meter or item.
 
     Set-based over raw.usage_events; the catalog goes in as temp tables, so ``catalog.*``
-    need not be loaded (and a read-only connection works)."""
+    need not be loaded (and a read-only connection works). On the readers' snapshot, which
+    holds no events, it raises WarehouseBusy."""
     if period_start.day != 1:
         raise ValueError(f"period_start {period_start} is not the first day of a month")
+    if snapshot.is_snapshot(con):
+        raise WarehouseBusy(
+            "the warehouse is busy (a run is writing), and checking a period needs its landed "
+            "events, which the readers' snapshot does not hold: try again when the run ends "
+            "(or leave out --period)")
     if not table_exists(con, "raw", "usage_events"):
         return []
     parsed = parse(catalog, currencies)

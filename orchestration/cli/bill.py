@@ -9,7 +9,7 @@ from datetime import date
 
 from orchestration.cli.invoices import print_invoices
 from orchestration.cli.output import EXIT_FAILED, say, say_checks, say_failed_run
-from orchestration.lib import clock, periods, readers, snapshot
+from orchestration.lib import clock, periods, readers
 from orchestration.lib.settings import Settings
 
 
@@ -27,9 +27,8 @@ def _validate_catalog_for(cfg: Settings, period_start: date):
     if cfg.warehouse_path.exists():
         try:
             with readers.reader(cfg) as con:
-                if not snapshot.is_snapshot(con):  # the snapshot holds no events to check
-                    problems += period_problems(con, catalog, period_start, currencies)
-        except readers.WarehouseBusy:
+                problems += period_problems(con, catalog, period_start, currencies)
+        except readers.WarehouseBusy:  # busy: no snapshot yet, or one (it holds no events)
             pass
     return catalog, currencies, problems
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from orchestration.cli.output import EXIT_FAILED, EXIT_OK, say, say_failed_run
-from orchestration.lib import clock, periods, readers, snapshot
+from orchestration.lib import clock, periods, readers
 from orchestration.lib.settings import Settings, UsageError
 
 
@@ -85,11 +85,6 @@ def cmd_catalog(args: argparse.Namespace, cfg: Settings) -> int:
     problems = validate(catalog, currencies)
     if period_start is not None and cfg.warehouse_path.exists():
         with readers.reader(cfg) as con:
-            if snapshot.is_snapshot(con):
-                raise readers.WarehouseBusy(
-                    "the warehouse is busy (a run is writing), and checking a period needs its "
-                    "landed events, which the readers' snapshot does not hold: try again when "
-                    "the run ends (or leave out --period)")
             problems += period_problems(con, catalog, period_start, currencies)
     on = period_start or clock.today()
     if args.format == "json":

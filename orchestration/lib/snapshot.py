@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.lib import diskspace
+from orchestration.lib import diskspace, readers
 from orchestration.lib import settings as settings_lib
 
 #: Schemas served whole (tables, and views written as tables).
@@ -82,9 +82,7 @@ def is_current(source: Path | str, target: Path | str) -> bool:
 
 def is_snapshot(con: duckdb.DuckDBPyConnection) -> bool:
     """``con`` reads the snapshot, not the warehouse."""
-    return bool(con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'main' and table_name = ?", [ABOUT]).fetchone()[0])
+    return readers.table_exists(con, "main", ABOUT)
 
 
 def served_relations(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str]]:

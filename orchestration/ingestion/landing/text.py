@@ -46,43 +46,11 @@ def stage_lines(con: duckdb.DuckDBPyConnection, text_path: str, first_line: int 
     """)
 
 
-def pieces(path: Path, tmp: Path, idx: int, *, gz: bool,
-           piece_bytes: int | None = None) -> Iterator[tuple[Path, int]]:
-    """The text of ``path`` (gzip content when ``gz``) as files of about ``piece_bytes`` that end
-    at a line end, each with the number of its first line: DuckDB reads a text file as one value,
-    so a file is read in pieces to keep memory bounded whatever its size. Each piece is removed
-    when the next is asked for. Cutting only after a newline byte never splits a UTF-8 character,
-    a line or a \\r\\n. Raises FileUnreadable for a gzip stream that breaks, NothingToLand for
-    one that decompresses to nothing."""
-    opener = gzip.open if gz else open
-    piece_bytes = piece_bytes or PIECE_BYTES
-    first_line, number, carry, total = 1, 0, b"", 0
+def _read(src, size: int, gz: bool) -> bytes:
+    """The next ``size`` bytes of ``src``; a gzip stream that breaks is FileUnreadable (errors
+    writing the pieces are not: a full disk is reported as one)."""
     try:
-        with opener(path, "rb") as src:
-            while True:
-                block = src.read(piece_bytes)
-                total += len(block)
-                data = carry + block
-                if not data:
-                    break
-                if block:
-                    cut = data.rfind(b"\n")
-                    if cut < 0:  # one line longer than a piece: read on
-                        carry = data
-                        continue
-                    piece, carry = data[:cut + 1], data[cut + 1:]
-                else:
-                    piece, carry = data, b""
-                out = tmp / f"p{idx}_{number}.txt"
-                out.write_bytes(piece)
-                try:
-                    yield out, first_line
-                finally:
-                    out.unlink(missing_ok=True)
-                first_line += piece.count(b"\n")
-                number += 1
-                if not block:
-                    break
+        return src.read(size)
     except EOFError as e:
         raise FileUnreadable(f"the gzip stream is truncated ({e})") from None
     except (gzip.BadGzipFile, zlib.error) as e:
@@ -91,6 +59,43 @@ def pieces(path: Path, tmp: Path, idx: int, *, gz: bool,
         if not gz:
             raise
         raise FileUnreadable(f"not a readable gzip file ({e})") from None
+
+
+def pieces(path: Path, tmp: Path, idx: int, *, gz: bool,
+           piece_bytes: int | None = None) -> Iterator[tuple[Path, int]]:
+    """The text of ``path`` (gzip content when ``gz``) as files of about ``piece_bytes`` that end
+    at a line end, each with the number of its first line: DuckDB reads a text file as one value,
+    so a file is read in pieces to keep memory bounded whatever its size. Each piece is removed
+    when the next is asked for. Cutting only after a newline byte never splits a UTF-8 character,
+    a line or a \\r\\n. Raises FileUnreadable for a gzip stream that breaks, NothingToLand for
+    one that decompresses to nothing."""
+    piece_bytes = piece_bytes or PIECE_BYTES
+    first_line, number, carry, total = 1, 0, b"", 0
+    with (gzip.open if gz else open)(path, "rb") as src:
+        while True:
+            block = _read(src, piece_bytes, gz)
+            total += len(block)
+            data = carry + block
+            if not data:
+                break
+            if block:
+                cut = data.rfind(b"\n")
+                if cut < 0:  # one line longer than a piece: read on
+                    carry = data
+                    continue
+                piece, carry = data[:cut + 1], data[cut + 1:]
+            else:
+                piece, carry = data, b""
+            out = tmp / f"p{idx}_{number}.txt"
+            out.write_bytes(piece)
+            try:
+                yield out, first_line
+            finally:
+                out.unlink(missing_ok=True)
+            first_line += piece.count(b"\n")
+            number += 1
+            if not block:
+                break
     if gz and total == 0:
         raise NothingToLand(EMPTY_GZIP)
 
