@@ -326,3 +326,44 @@ def test_a_new_home_shows_no_community_dialog(tmp_path, home_env):
     assert dg.DagsterInstance.get().nux_enabled is True
     meterline_instance.prepare_instance(load_settings())
     assert dg.DagsterInstance.get().nux_enabled is False
+
+
+def test_the_event_log_is_dagsters_sqlite_files_with_kept_connections(tmp_path, home_env):
+    """The home's event log storage (dagster.yaml) keeps Dagster's files (history/runs/, a file
+    per run and the index) but one engine per recent file, committing without an fsync per
+    event; a real run's events are stored and read back, and a moved home's dagster.yaml follows
+    it."""
+    from dagster import DagsterEventType
+
+    home, cat, _ = make_home(tmp_path)
+    instance = home_env(home, cat)
+    storage = instance.event_log_storage
+    assert type(storage).__name__ == "MeterlineEventLogStorage"
+    runs_dir = (home / "dagster" / "history" / "runs").resolve()
+    assert Path(storage._base_dir) == runs_dir
+
+    @dg.asset
+    def probe() -> int:
+        return 1
+
+    result = dg.materialize([probe], instance=instance)
+    assert result.success
+    types = [r.dagster_event_type for r in instance.all_logs(result.run_id)]
+    assert DagsterEventType.RUN_SUCCESS in types and DagsterEventType.ASSET_MATERIALIZATION in types
+    assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None
+    assert (runs_dir / f"{result.run_id}.db").exists() and (runs_dir / "index.db").exists()
+    kept = storage._meterline_engines
+    assert result.run_id in kept and "index" in kept and len(kept) <= storage.KEPT_ENGINES
+    with storage.run_connection(result.run_id) as conn:
+        assert conn.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("pragma journal_mode").scalar() == "wal"
+    for _ in range(storage.KEPT_ENGINES + 2):  # a long-lived process keeps a bounded number
+        assert dg.materialize([probe], instance=instance).success
+    assert len(storage._meterline_engines) == storage.KEPT_ENGINES
+
+    moved = tmp_path / "moved"
+    shutil.copytree(home, moved)
+    home_env(moved, cat)
+    text = (moved / "dagster" / "dagster.yaml").read_text()
+    assert str((moved / "dagster" / "history" / "runs").resolve()) in text
+    assert str(runs_dir) not in text

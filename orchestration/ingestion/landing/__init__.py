@@ -26,14 +26,21 @@ How one call works:
    cannot be read (truncated gzip, corrupt Parquet, invalid UTF-8, a CSV without a header) is
    reported in ``unreadable`` and lands nothing; it is not recorded in ``raw.landed_files``, so
    the next run retries it.
-3. In one transaction: unresolved quarantine rows with reason ``unknown_customer`` /
-   ``unknown_meter`` join the run (first in landing order, by their ``landing_seq``), every row is
-   checked by one CASE in contract order, duplicates are decided (the first landed copy of an
-   ``event_id`` wins: existing ``raw.usage_events`` first, then this run's order), and all tables
-   are written, with ``raw.landed_files`` and ``raw.ingest_runs`` rows. Any error rolls all of it
-   back. The same transaction counts, in one aggregate over the run's outcome table, the rows it
-   landed (from files or re-checked) dated before ``PARTITION_START`` (2020-01) or after the
-   month of ``now``: ``out_of_range_months`` (``{"1969-12": 3, "9999-01": 1}``, UTC months).
+3. In batches of whole files, in landing order: once about ``LAND_BATCH_ROWS`` (4M) rows are
+   staged, they are landed before the next file is read, so the run's temp tables hold one
+   batch, not every file (a 100M-event run would otherwise spill tens of GB). Each batch is one
+   transaction: the unresolved quarantine rows with reason ``unknown_customer`` /
+   ``unknown_meter`` join the first batch (first in landing order, by their ``landing_seq``),
+   every row is checked by one CASE in contract order, duplicates are decided (the first landed
+   copy of an ``event_id`` wins: existing ``raw.usage_events`` first, earlier batches of this run
+   included, then this run's order), and all tables are written, with the batch's
+   ``raw.landed_files`` rows and the run's ``raw.ingest_runs`` row as it stands. Any error rolls
+   the batch back; the batches before it stay landed and recorded (a file lands whole or not at
+   all), and the next run lands the rest. Batches give, row for row, what one batch of all the
+   files gives (tests/test_landing_batches.py). Each batch counts, in one aggregate over its
+   outcome table, the rows it landed (from files or re-checked) dated before ``PARTITION_START``
+   (2020-01) or after the month of ``now``: ``out_of_range_months``
+   (``{"1969-12": 3, "9999-01": 1}``, UTC months).
    They are valid events (CONTRACT.md section 2 puts no bound on the date) and stay in
    ``raw.usage_events``, but ``bill`` cannot reach their month (before 2020-01 never; a future
    month once it has started), so the report says so.

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import duckdb
 
-from orchestration.ingestion.landing.sqltext import CAND, LK_CUST, LK_METER, OUT, STAGE, TYPED
+from orchestration.ingestion.landing.sqltext import (
+    CAND,
+    LK_CUST,
+    LK_METER,
+    OUT,
+    STAGE,
+    TYPED,
+    ord_of,
+)
 from orchestration.lib.sql import read_sql
 
 
@@ -38,4 +46,4 @@ def decide_outcomes(con: duckdb.DuckDBPyConnection, base_seq: int) -> None:
     and hash joins on narrow columns, so a large run needs one narrow sort (for landing_seq).
     """
     con.execute(read_sql(__file__, "outcome.sql", out=OUT, cand=CAND, meters=LK_METER,
-                         customers=LK_CUST), {"base_seq": base_seq})
+                         customers=LK_CUST, ord_c=ord_of("c")), {"base_seq": base_seq})

@@ -17,6 +17,13 @@ RECS = f"{_T}_records"
 TEMP_TABLES = (STAGE, TYPED, CAND, OUT, FILES, LK_CUST, LK_METER, LINES, RECS)
 
 
+def ord_of(alias: str) -> str:
+    """A candidate's landing order (re-checked rows by their landing_seq, then files in order,
+    then rows): the key the outcome table and the candidates share."""
+    return (f"case when {alias}.phase = 0 then {alias}.q_seq::hugeint "
+            f"else (({alias}.file_idx + 1)::hugeint << 64) + {alias}.row_number end")
+
+
 def lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 

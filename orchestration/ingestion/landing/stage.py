@@ -55,7 +55,8 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Pat
         limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
         raise IngestError(
             f"{f.source_file}: ran out of memory while reading it (DuckDB's memory limit is "
-            f"{limit}: {str(e).splitlines()[0]}). Nothing was landed: raise "
+            f"{limit}: {str(e).splitlines()[0]}). Nothing from it or the files after it was "
+            f"landed (files recorded in raw.landed_files before it stay landed): raise "
             f"METERLINE_MEMORY_LIMIT, or split the file into smaller ones, then run ingest "
             f"again.") from None
     except duckdb.Error as e:

@@ -1,5 +1,6 @@
-"""One ingest call: list and hash the files, stage each, then classify and write everything in
-one transaction (rolled back whole on any error), with the run's report."""
+"""One ingest call: list and hash the files, stage them, and classify and write them in batches
+of about LAND_BATCH_ROWS staged rows (whole files, in landing order), each batch one transaction
+(rolled back whole on any error; earlier batches stay landed), with the run's report."""
 
 from __future__ import annotations
 
@@ -33,11 +34,15 @@ from orchestration.ingestion.landing.model import (
     ordered_reasons,
 )
 from orchestration.ingestion.landing.sqltext import (
+    CAND,
     FILES,
     LK_CUST,
     LK_METER,
     OUT,
+    STAGE,
     TEMP_TABLES,
+    TYPED,
+    ord_of,
 )
 from orchestration.ingestion.landing.stage import create_stage_table, stage_file, unstage
 from orchestration.ingestion.landing.text import FileUnreadable, NothingToLand
@@ -75,6 +80,7 @@ def ingest(
 
     staged: list[ListedFile] = []
     staged_hashes: dict[str, str] = {}
+    batch = _Batch(con, lookup, run_id, now, report, say)
     try:
         create_stage_table(con)
         with tempfile.TemporaryDirectory(prefix="meterline-ingest-") as tmpdir:
@@ -122,12 +128,19 @@ def ingest(
                     continue
                 staged.append(f)
                 staged_hashes[f.sha256] = f.source_file
-
-        _write(con, staged, lookup, run_id, now, report, say, clock)
+                batch.add(idx, f)
+                if batch.rows_staged() >= LAND_BATCH_ROWS:
+                    batch.land(clock)
+                    say(f"landed the rows of {len(staged)} file(s) so far")
+        # the last files, the quarantine re-check of a run without files, and the run's row with
+        # every file it found unreadable or landed before
+        batch.land(clock)
+        batch.finish()
     finally:
         for t in TEMP_TABLES:
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"drop table if exists {t}")
+    say(f"landed {report.totals()['landed']} rows from {len(staged)} files")
     return report
 
 
@@ -153,52 +166,115 @@ def _out_of_range_months(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[
     """, {"lo": lo, "hi": hi}).fetchall())
 
 
-def _write(
-    con: duckdb.DuckDBPyConnection,
-    staged: list[ListedFile],
-    lookup: Lookup,
-    run_id: str,
-    now: datetime,
-    report: IngestReport,
-    say: Callable[[str], None],
-    clock: float,
-) -> None:
-    con.execute(f"create or replace temp table {LK_CUST} as "
-                f"select unnest(?::varchar[]) as customer_id", [sorted(lookup.customers)])
-    con.execute(f"create or replace temp table {LK_METER} as "
-                f"select unnest(?::varchar[]) as meter_id, unnest(?::varchar[]) as aggregation",
-                [list(lookup.meters), list(lookup.meters.values())])
-    con.execute(f"create or replace temp table {FILES} (file_idx integer, source_file varchar, "
-                f"file_sha256 varchar, file_format varchar, size_bytes bigint)")
-    if staged:
-        con.executemany(f"insert into {FILES} values (?, ?, ?, ?, ?)",
-                        [[i, f.source_file, f.sha256, f.fmt, f.size] for i, f in enumerate(staged)])
+#: Staged rows after which the files staged so far are classified and written before the next
+#: file is read, in a transaction of their own: the run's temp tables hold one batch, not every
+#: file. A file is never split (a file lands whole or not at all).
+LAND_BATCH_ROWS = 4_000_000
 
-    say("validating")
-    con.execute("begin transaction")
-    try:
+
+class _Batch:
+    """The files staged since the last write, and what the run has written so far.
+
+    Batches are landed in landing order (the quarantine re-check first, then files in order),
+    each in its own transaction: a batch's duplicates are decided against every event landed
+    before, this run's earlier batches included, so the outcome is the one a single batch of all
+    the files would give, row for row, and landing_seq stays dense."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, lookup: Lookup, run_id: str,
+                 now: datetime, report: IngestReport, say: Callable[[str], None]):
+        self.con, self.run_id, self.now, self.report, self.say = con, run_id, now, report, say
+        self.pending: list[int] = []
+        self.landed_once = False
+        self.per_file: dict[int, FileResult] = {}
+        self.rel = Relanded()
+        self.recheck_changes = 0
+        self.out_of_range: dict[str, int] = {}
+        self.formats: dict[int, str | None] = {}
+        self.sizes: dict[int, int | None] = {}
+        self.run_recorded = False
+        con.execute(f"create or replace temp table {LK_CUST} as "
+                    f"select unnest(?::varchar[]) as customer_id", [sorted(lookup.customers)])
+        con.execute(f"create or replace temp table {LK_METER} as "
+                    f"select unnest(?::varchar[]) as meter_id, unnest(?::varchar[]) as aggregation",
+                    [list(lookup.meters), list(lookup.meters.values())])
+        con.execute(f"create or replace temp table {FILES} (file_idx integer, source_file varchar, "
+                    f"file_sha256 varchar, file_format varchar, size_bytes bigint)")
+
+    def add(self, idx: int, f: ListedFile) -> None:
+        self.con.execute(f"insert into {FILES} values (?, ?, ?, ?, ?)",
+                         [idx, f.source_file, f.sha256, f.fmt, f.size])
+        self.per_file[idx] = FileResult(f.source_file, f.sha256, f.fmt or "")
+        self.formats[idx], self.sizes[idx] = f.fmt, f.size
+        self.pending.append(idx)
+
+    def rows_staged(self) -> int:
+        return self.con.execute(f"select (select count(*) from {STAGE}) + "
+                                f"(select count(*) from {TYPED})").fetchone()[0]
+
+    def land(self, clock: float) -> None:
+        """In one transaction: classify and write the staged files (and, in the first batch, the
+        re-checked quarantine rows), record them and the run; then empty the stage."""
+        con = self.con
+        self.say("validating")
+        con.execute("begin transaction")
+        try:
+            self._land(clock)
+            con.execute("commit")
+        except BaseException as exc:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("rollback")
+            if isinstance(exc, duckdb.OutOfMemoryException):
+                limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+                names = ", ".join(self.per_file[i].source_file for i in self.pending) or "none"
+                raise IngestError(
+                    f"ran out of memory while landing a batch of files ({names}; DuckDB's "
+                    f"memory limit is {limit}: {str(exc).splitlines()[0]}). Nothing of this "
+                    f"batch was landed (files recorded in raw.landed_files stay landed): raise "
+                    f"METERLINE_MEMORY_LIMIT, or split the files into smaller ones, then run "
+                    f"ingest again.") from None
+            raise
+        for table in (STAGE, TYPED):
+            con.execute(f"delete from {table}")
+        for table in (CAND, OUT):
+            con.execute(f"drop table if exists {table}")
+        self.pending = []
+        self.landed_once = True
+
+    def _land(self, clock: float) -> None:
+        con = self.con
         classify_staged(con)
-        add_rechecks(con)
+        if not self.landed_once:
+            add_rechecks(con)
         base_seq = con.execute("""
             select greatest((select coalesce(max(landing_seq), 0) from raw.usage_events),
                             (select coalesce(max(landing_seq), 0) from raw.quarantined_events))
         """).fetchone()[0]
         decide_outcomes(con, int(base_seq))
-        recheck_changes = con.execute(f"""
-            select count(*) from {OUT} o join raw.quarantined_events q on q.landing_seq = o.q_seq
-            where o.phase = 0 and (o.outcome <> 'quarantined' or o.reason <> q.reason)
-        """).fetchone()[0]
+        if not self.landed_once:
+            self.recheck_changes = con.execute(f"""
+                select count(*) from {OUT} o
+                join raw.quarantined_events q on q.landing_seq = o.q_seq
+                where o.phase = 0 and (o.outcome <> 'quarantined' or o.reason <> q.reason)
+            """).fetchone()[0]
+        self._write_outcomes()
+        self._count()
+        self._record(clock)
 
-        params = {"run": run_id, "now": now}
+    def _write_outcomes(self) -> None:
+        """The batch's rows where their outcome puts them: the narrow outcome table joined back
+        to the candidates (wide fields) by their landing order."""
+        con = self.con
+        params = {"run": self.run_id, "now": self.now}
+        rows = f"from {OUT} o join {CAND} c on o.ord = {ord_of('c')}"
         con.execute(f"""
             insert into raw.usage_events (event_id, customer_id, meter_id, value, event_at,
                 dimensions, source_file, row_number, file_sha256, ingest_run_id, landed_at,
                 landing_seq, is_relanded)
-            select o.event_id, o.customer_id, o.meter_id, o.value, o.event_at, o.dimensions,
-                   coalesce(f.source_file, q.source_file), o.row_number,
+            select c.event_id, c.customer_id, c.meter_id, c.value, c.event_at, c.dimensions,
+                   coalesce(f.source_file, q.source_file), c.row_number,
                    coalesce(f.file_sha256, q.file_sha256), $run, $now::timestamptz,
                    o.landing_seq, o.phase = 0
-            from {OUT} o
+            {rows}
             left join {FILES} f on f.file_idx = o.file_idx
             left join raw.quarantined_events q on o.phase = 0 and q.landing_seq = o.q_seq
             where o.outcome = 'landed'
@@ -207,9 +283,9 @@ def _write(
         con.execute(f"""
             insert into raw.duplicate_events (source_file, row_number, event_id, file_sha256,
                 ingest_run_id, landed_at, is_relanded)
-            select coalesce(f.source_file, q.source_file), o.row_number, o.event_id,
+            select coalesce(f.source_file, q.source_file), c.row_number, c.event_id,
                    coalesce(f.file_sha256, q.file_sha256), $run, $now::timestamptz, o.phase = 0
-            from {OUT} o
+            {rows}
             left join {FILES} f on f.file_idx = o.file_idx
             left join raw.quarantined_events q on o.phase = 0 and q.landing_seq = o.q_seq
             where o.outcome = 'duplicate'
@@ -219,10 +295,10 @@ def _write(
             insert into raw.quarantined_events (source_file, row_number, raw_row, reason,
                 landed_at, resolved_at, file_sha256, ingest_run_id, landing_seq, event_id,
                 customer_id, meter_id, value, event_at, dimensions)
-            select f.source_file, o.row_number, o.raw_row, o.reason, $now::timestamptz, null,
-                   f.file_sha256, $run, o.landing_seq, o.event_id, o.customer_id, o.meter_id,
-                   o.value, o.event_at, o.dimensions
-            from {OUT} o join {FILES} f on f.file_idx = o.file_idx
+            select f.source_file, c.row_number, c.raw_row, o.reason, $now::timestamptz, null,
+                   f.file_sha256, $run, o.landing_seq, c.event_id, c.customer_id, c.meter_id,
+                   c.value, c.event_at, c.dimensions
+            {rows} join {FILES} f on f.file_idx = o.file_idx
             where o.phase = 1 and o.outcome = 'quarantined'
             order by o.ord
         """, params)
@@ -230,7 +306,7 @@ def _write(
             update raw.quarantined_events q set resolved_at = $now::timestamptz
             from {OUT} o
             where o.phase = 0 and q.landing_seq = o.q_seq and o.outcome <> 'quarantined'
-        """, {"now": now})
+        """, {"now": self.now})
         con.execute(f"""
             update raw.quarantined_events q set reason = o.reason
             from {OUT} o
@@ -238,13 +314,13 @@ def _write(
               and q.reason <> o.reason
         """)
 
-        counts = con.execute(f"""
+    def _count(self) -> None:
+        con = self.con
+        for idx, outcome, reason, n in con.execute(f"""
             select file_idx, outcome, reason, count(*) from {OUT}
             where phase = 1 group by all
-        """).fetchall()
-        per_file = [FileResult(f.source_file, f.sha256, f.fmt or "") for f in staged]
-        for idx, outcome, reason, n in counts:
-            fr = per_file[idx]
+        """).fetchall():
+            fr = self.per_file[idx]
             fr.read += n
             if outcome == "landed":
                 fr.landed += n
@@ -253,11 +329,7 @@ def _write(
             else:
                 fr.quarantined += n
                 fr.quarantined_by_reason[reason] = fr.quarantined_by_reason.get(reason, 0) + n
-        for fr in per_file:
-            fr.quarantined_by_reason = ordered_reasons(fr.quarantined_by_reason)
-        report.files = per_file
-
-        rel = Relanded()
+        rel = self.rel
         for outcome, reason, n in con.execute(f"""
             select outcome, reason, count(*) from {OUT} where phase = 0 group by all
         """).fetchall():
@@ -269,31 +341,48 @@ def _write(
             else:
                 rel.still_quarantined += n
                 rel.by_reason[reason] = rel.by_reason.get(reason, 0) + n
-        rel.by_reason = ordered_reasons(rel.by_reason)
-        report.relanded = rel
-        report.out_of_range_months = _out_of_range_months(con, now)
+        for month, n in _out_of_range_months(con, self.now).items():
+            self.out_of_range[month] = self.out_of_range.get(month, 0) + n
 
-        if per_file:
+    def _record(self, clock: float) -> None:
+        """In the batch's transaction: its files in raw.landed_files, and the run's row as it
+        stands (a run that finds nothing new and changes nothing writes nothing, not even its
+        run row)."""
+        con, report, run_id, now = self.con, self.report, self.run_id, self.now
+        if self.pending:
             con.executemany("""
                 insert into raw.landed_files (file_sha256, source_file, file_format, size_bytes,
                     ingest_run_id, landed_at, rows_read, rows_landed, rows_duplicate,
                     rows_quarantined)
                 values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [[f.sha256, f.source_file, f.fmt, f.size, run_id, now, r.read, r.landed,
-                   r.duplicates, r.quarantined] for f, r in zip(staged, per_file, strict=True)])
-        # a run that finds nothing new and changes nothing writes nothing (not even its run row)
-        changed = bool(per_file or report.unreadable or recheck_changes)
-        finished = now + timedelta(seconds=time.monotonic() - clock)
-        if changed:
+            """, [[r.sha256, r.source_file, self.formats[idx], self.sizes[idx], run_id, now,
+                   r.read, r.landed, r.duplicates, r.quarantined]
+                  for idx in self.pending for r in [self.per_file[idx]]])
+        if not (self.per_file or report.unreadable or self.recheck_changes):
+            return
+        row = [now + timedelta(seconds=time.monotonic() - clock), len(self.per_file),
+               len(report.already_landed), len(report.unreadable), self.rel.landed, run_id]
+        if self.run_recorded:
             con.execute("""
-                insert into raw.ingest_runs (ingest_run_id, started_at, finished_at,
-                    files_landed, files_skipped, files_unreadable, rows_relanded)
+                update raw.ingest_runs set finished_at = ?, files_landed = ?, files_skipped = ?,
+                    files_unreadable = ?, rows_relanded = ?
+                where ingest_run_id = ?
+            """, row)
+        else:
+            con.execute("""
+                insert into raw.ingest_runs (finished_at, files_landed, files_skipped,
+                    files_unreadable, rows_relanded, ingest_run_id, started_at)
                 values (?, ?, ?, ?, ?, ?, ?)
-            """, [run_id, now, finished, len(per_file), len(report.already_landed),
-                  len(report.unreadable), rel.landed])
-        con.execute("commit")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("rollback")
-        raise
-    say(f"landed {report.totals()['landed']} rows from {len(staged)} files")
+            """, [*row, now])
+            self.run_recorded = True
+
+    def finish(self) -> None:
+        """The run's report, from what every batch counted."""
+        report = self.report
+        per_file = [self.per_file[idx] for idx in sorted(self.per_file)]
+        for fr in per_file:
+            fr.quarantined_by_reason = ordered_reasons(fr.quarantined_by_reason)
+        report.files = per_file
+        self.rel.by_reason = ordered_reasons(self.rel.by_reason)
+        report.relanded = self.rel
+        report.out_of_range_months = dict(sorted(self.out_of_range.items()))
