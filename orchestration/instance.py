@@ -214,12 +214,18 @@ def _event_log_storage_class() -> type:
     class MeterlineEventLogStorage(SqliteEventLogStorage):
         KEPT_ENGINES = 8  # the index and the runs being written or watched
 
+        def __init__(self, base_dir: str, inst_data: Any = None):
+            # before Dagster's own set-up, which already connects (index creation, reindexing)
+            self._meterline_engines: OrderedDict[str, Any] = OrderedDict()
+            super().__init__(base_dir, inst_data=inst_data)
+
         @classmethod
         def from_config_value(cls, inst_data, config_value):
+            # Dagster's builds its own class, not cls
             return cls(inst_data=inst_data, **config_value)
 
         def _engine(self, shard: str) -> Any:
-            engines = self.__dict__.setdefault("_meterline_engines", OrderedDict())
+            engines = self._meterline_engines
             engine = engines.get(shard)
             if engine is None:
                 engine = db.create_engine(self.conn_string_for_shard(shard),
@@ -244,8 +250,8 @@ def _event_log_storage_class() -> type:
                 yield conn
 
         def dispose(self) -> None:
-            for engine in self.__dict__.pop("_meterline_engines", {}).values():
-                engine.dispose()
+            while self._meterline_engines:
+                self._meterline_engines.popitem()[1].dispose()
             super().dispose()
 
     return MeterlineEventLogStorage

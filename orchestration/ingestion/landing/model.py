@@ -143,3 +143,12 @@ class IngestReport:
 def ordered_reasons(d: dict[str, int]) -> dict[str, int]:
     """The non-zero counts of ``d`` in contract order (REASONS)."""
     return {k: d[k] for k in REASONS if d.get(k)}
+
+
+def memory_exhausted(con: Any, exc: Exception, doing: str, lost: str, split: str) -> IngestError:
+    """Out of memory while landing, as one sentence: what was being done, DuckDB's limit and
+    its message, what was not landed, and what to do."""
+    limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    return IngestError(
+        f"{doing} (DuckDB's memory limit is {limit}: {str(exc).splitlines()[0]}). {lost}: raise "
+        f"METERLINE_MEMORY_LIMIT, or split {split} into smaller ones, then run ingest again.")

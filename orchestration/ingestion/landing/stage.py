@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from orchestration.ingestion.landing.files import ListedFile
-from orchestration.ingestion.landing.model import IngestError
+from orchestration.ingestion.landing.model import memory_exhausted
 from orchestration.ingestion.landing.sqltext import LINES, RECS, STAGE, TYPED
 from orchestration.ingestion.landing.stage_csv import stage_csv
 from orchestration.ingestion.landing.stage_jsonl import stage_jsonl
@@ -52,13 +52,10 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Pat
                 stage_jsonl(con, idx, _safe_path(piece, tmp, f"{idx}_{number}", "jsonl"),
                             first_line)
     except duckdb.OutOfMemoryException as e:
-        limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
-        raise IngestError(
-            f"{f.source_file}: ran out of memory while reading it (DuckDB's memory limit is "
-            f"{limit}: {str(e).splitlines()[0]}). Nothing from it or the files after it was "
-            f"landed (files recorded in raw.landed_files before it stay landed): raise "
-            f"METERLINE_MEMORY_LIMIT, or split the file into smaller ones, then run ingest "
-            f"again.") from None
+        raise memory_exhausted(
+            con, e, f"{f.source_file}: ran out of memory while reading it",
+            "Nothing from it or the files after it was landed (files recorded in "
+            "raw.landed_files before it stay landed)", "the file") from None
     except duckdb.Error as e:
         raise FileUnreadable(_read_error(f, e, text)) from None
     finally:

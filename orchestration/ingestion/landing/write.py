@@ -31,6 +31,7 @@ from orchestration.ingestion.landing.model import (
     Relanded,
     Skipped,
     Unreadable,
+    memory_exhausted,
     ordered_reasons,
 )
 from orchestration.ingestion.landing.sqltext import (
@@ -189,8 +190,7 @@ class _Batch:
         self.rel = Relanded()
         self.recheck_changes = 0
         self.out_of_range: dict[str, int] = {}
-        self.formats: dict[int, str | None] = {}
-        self.sizes: dict[int, int | None] = {}
+        self.files: dict[int, ListedFile] = {}
         self.run_recorded = False
         con.execute(f"create or replace temp table {LK_CUST} as "
                     f"select unnest(?::varchar[]) as customer_id", [sorted(lookup.customers)])
@@ -204,7 +204,7 @@ class _Batch:
         self.con.execute(f"insert into {FILES} values (?, ?, ?, ?, ?)",
                          [idx, f.source_file, f.sha256, f.fmt, f.size])
         self.per_file[idx] = FileResult(f.source_file, f.sha256, f.fmt or "")
-        self.formats[idx], self.sizes[idx] = f.fmt, f.size
+        self.files[idx] = f
         self.pending.append(idx)
 
     def rows_staged(self) -> int:
@@ -224,14 +224,11 @@ class _Batch:
             with contextlib.suppress(duckdb.Error):
                 con.execute("rollback")
             if isinstance(exc, duckdb.OutOfMemoryException):
-                limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
-                names = ", ".join(self.per_file[i].source_file for i in self.pending) or "none"
-                raise IngestError(
-                    f"ran out of memory while landing a batch of files ({names}; DuckDB's "
-                    f"memory limit is {limit}: {str(exc).splitlines()[0]}). Nothing of this "
-                    f"batch was landed (files recorded in raw.landed_files stay landed): raise "
-                    f"METERLINE_MEMORY_LIMIT, or split the files into smaller ones, then run "
-                    f"ingest again.") from None
+                names = ", ".join(self.files[i].source_file for i in self.pending) or "none"
+                raise memory_exhausted(
+                    con, exc, f"{names}: ran out of memory while landing this batch of files",
+                    "Nothing of this batch was landed (files recorded in raw.landed_files stay "
+                    "landed)", "the files") from None
             raise
         for table in (STAGE, TYPED):
             con.execute(f"delete from {table}")
@@ -355,9 +352,9 @@ class _Batch:
                     ingest_run_id, landed_at, rows_read, rows_landed, rows_duplicate,
                     rows_quarantined)
                 values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [[r.sha256, r.source_file, self.formats[idx], self.sizes[idx], run_id, now,
-                   r.read, r.landed, r.duplicates, r.quarantined]
-                  for idx in self.pending for r in [self.per_file[idx]]])
+            """, [[f.sha256, f.source_file, f.fmt, f.size, run_id, now, r.read, r.landed,
+                   r.duplicates, r.quarantined]
+                  for idx in self.pending for f, r in [(self.files[idx], self.per_file[idx])]])
         if not (self.per_file or report.unreadable or self.recheck_changes):
             return
         row = [now + timedelta(seconds=time.monotonic() - clock), len(self.per_file),
