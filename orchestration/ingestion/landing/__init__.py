@@ -21,8 +21,9 @@ How one call works:
    and parsed by DuckDB's JSON functions and regular expressions; Parquet through
    ``read_parquet(..., file_row_number = true)`` with per-column-type expressions; a *typed*
    Parquet file (VARCHAR ids, an exact DECIMAL or 64-bit integer value, TIMESTAMPTZ, MAP
-   dimensions) goes straight to typed candidates, every rule checked on its typed columns
-   (``stage_parquet.typed_select``). A file that
+   dimensions) is not copied at all: staging reads it once into the batch's narrow KEYS table
+   (every rule checked on its typed columns), and the write reads it again
+   (``stage_parquet.TypedSource``). A file that
    cannot be read (truncated gzip, corrupt Parquet, invalid UTF-8, a CSV without a header) is
    reported in ``unreadable`` and lands nothing; it is not recorded in ``raw.landed_files``, so
    the next run retries it.
@@ -31,14 +32,19 @@ How one call works:
    batch, not every file (a 100M-event run would otherwise spill tens of GB). Each batch is one
    transaction: the unresolved quarantine rows with reason ``unknown_customer`` /
    ``unknown_meter`` join the first batch (first in landing order, by their ``landing_seq``),
-   every row is checked by one CASE in contract order, duplicates are decided (the first landed
-   copy of an ``event_id`` wins: existing ``raw.usage_events`` first, earlier batches of this run
-   included, then this run's order), and all tables are written, with the batch's
+   every row is checked by one CASE in contract order into KEYS (position, ``event_id``, first
+   failed rule), duplicates are decided (the first landed copy of an ``event_id`` wins: existing
+   ``raw.usage_events`` first, earlier batches of this run included, then this run's order) on
+   the few rows that need it: an id landed before or carried by several valid rows, or a row
+   breaking a rule (about 1%; they alone are read whole, into WIDE, and their outcomes go to
+   EXC). Every other row lands: ``raw.usage_events`` gets every row of the batch not in EXC,
+   with ``landing_seq`` = the run's base + its position (no sort, no join back to a wide copy).
+   All tables are written, with the batch's
    ``raw.landed_files`` rows and the run's ``raw.ingest_runs`` row as it stands. Any error rolls
    the batch back; the batches before it stay landed and recorded (a file lands whole or not at
    all), and the next run lands the rest. Batches give, row for row, what one batch of all the
-   files gives (tests/test_landing_batches.py). Each batch counts, in one aggregate over its
-   outcome table, the rows it landed (from files or re-checked) dated before ``PARTITION_START``
+   files gives (tests/test_landing_batches.py). Each batch counts, in one aggregate over KEYS,
+   the rows it landed (from files or re-checked) dated before ``PARTITION_START``
    (2020-01) or after the month of ``now``: ``out_of_range_months``
    (``{"1969-12": 3, "9999-01": 1}``, UTC months).
    They are valid events (CONTRACT.md section 2 puts no bound on the date) and stay in
@@ -135,9 +141,9 @@ Decisions where the contract is silent:
 * Files given in ``paths`` that do not exist, or have another extension, are reported unreadable.
 
 Where each step lives: ``files`` (the accepted suffixes, listing, hashing), ``stage`` with
-``stage_jsonl``, ``stage_csv``, ``stage_parquet`` and ``text`` (step 2), ``classify`` and
-``write`` (step 3, ``write.ingest`` drives the call), ``model`` (the lookup and the report),
-``sqltext`` (the temp tables); SQL longer than ~20 lines is in ``sql/``.
+``stage_jsonl``, ``stage_csv``, ``stage_parquet`` and ``text`` (step 2), ``classify``,
+``outcomes`` and ``write`` (step 3, ``write.ingest`` drives the call), ``model`` (the lookup
+and the report), ``sqltext`` (the temp tables); SQL longer than ~20 lines is in ``sql/``.
 """
 
 from orchestration.ingestion.landing.files import landable_files

@@ -6,22 +6,38 @@ from __future__ import annotations
 # Temp objects live in the caller's connection for the duration of one call only.
 _T = "_ml_ingest"
 STAGE = f"{_T}_stage"
-TYPED = f"{_T}_typed"  # rows of typed Parquet files, already in the candidates' shape
-CAND = f"{_T}_cand"
-OUT = f"{_T}_out"
+CAND = f"{_T}_cand"  # rows of text files and re-checked rows, typed (classify.sql)
+KEYS = f"{_T}_keys"  # every row of the batch, narrow: position, id, first failed rule
+SEEN = f"{_T}_seen"  # the landed events sharing an id with a valid row of the batch
+CONTESTED = f"{_T}_contested"  # ids landed before or carried by several valid rows
+NEED = f"{_T}_need"  # the rows looked at whole: quarantined or of a contested id
+WIDE = f"{_T}_wide"  # those rows with every field (raw_row included)
+EXC = f"{_T}_exc"  # every row that does not simply land: duplicate or quarantined
 FILES = f"{_T}_files"
 LK_CUST = f"{_T}_customers"
 LK_METER = f"{_T}_meters"
 LINES = f"{_T}_lines"
 RECS = f"{_T}_records"
-TEMP_TABLES = (STAGE, TYPED, CAND, OUT, FILES, LK_CUST, LK_METER, LINES, RECS)
+#: the tables emptied after each batch (the others live for the whole call)
+BATCH_TABLES = (STAGE, CAND, KEYS, SEEN, CONTESTED, NEED, WIDE, EXC)
+TEMP_TABLES = (*BATCH_TABLES, FILES, LK_CUST, LK_METER, LINES, RECS)
 
 
-def ord_of(alias: str) -> str:
-    """A candidate's landing order (re-checked rows by their landing_seq, then files in order,
-    then rows): the key the outcome table and the candidates share."""
-    return (f"case when {alias}.phase = 0 then {alias}.q_seq::hugeint "
-            f"else (({alias}.file_idx + 1)::hugeint << 64) + {alias}.row_number end")
+def reason_case(*, malformed: str, missing: str, event_id: str, value_flag: str, value: str,
+                timestamp: str, dimensions: str) -> str:
+    """The first rule a row breaks, in contract order (NULL: none), from its failure flags
+    (SQL boolean expressions) and the catalog lookups ``m`` (meters) and ``k`` (customers)."""
+    return f"""case when {malformed} then 'malformed_row'
+             when {missing} then 'missing_field'
+             when {event_id} then 'invalid_event_id'
+             when {value_flag} then 'invalid_value'
+             when {value} < 0 and m.aggregation is not null and m.aggregation <> 'sum'
+                 then 'negative_value'
+             when {timestamp} then 'invalid_timestamp'
+             when {dimensions} then 'invalid_dimensions'
+             when k.customer_id is null then 'unknown_customer'
+             when m.aggregation is null then 'unknown_meter'
+        end"""
 
 
 def lit(s: str) -> str:

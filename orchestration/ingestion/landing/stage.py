@@ -9,21 +9,21 @@ import duckdb
 
 from orchestration.ingestion.landing.files import ListedFile
 from orchestration.ingestion.landing.model import memory_exhausted
-from orchestration.ingestion.landing.sqltext import LINES, RECS, STAGE, TYPED
+from orchestration.ingestion.landing.sqltext import KEYS, LINES, RECS, STAGE
 from orchestration.ingestion.landing.stage_csv import stage_csv
 from orchestration.ingestion.landing.stage_jsonl import stage_jsonl
-from orchestration.ingestion.landing.stage_parquet import stage_parquet
+from orchestration.ingestion.landing.stage_parquet import TypedSource, stage_parquet
 from orchestration.ingestion.landing.text import FileUnreadable, first_invalid_utf8, pieces
 from orchestration.lib.sql import read_sql
 
 
 def create_stage_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(read_sql(__file__, "stage_table.sql", stage=STAGE, typed=TYPED))
+    con.execute(read_sql(__file__, "stage_table.sql", stage=STAGE, keys=KEYS))
 
 
 def unstage(con: duckdb.DuckDBPyConnection, idx: int) -> None:
     """Forget what file ``idx`` staged (it turned out unreadable)."""
-    for table in (STAGE, TYPED):
+    for table in (STAGE, KEYS):
         con.execute(f"delete from {table} where file_idx = ?", [idx])
 
 
@@ -37,12 +37,16 @@ def _safe_path(path: Path, tmp: Path, idx: int | str, ext: str) -> str:
     return s
 
 
-def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Path) -> None:
+def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Path, *,
+               base: int, billable: tuple[object, object]) -> TypedSource | None:
+    """Stage file ``idx``: a typed Parquet file into KEYS (its source returned: ``base`` places
+    its rows in the run's landing order), any other into the stage table (None)."""
     text: Path | None = None
     try:
         if f.fmt == "parquet":
-            stage_parquet(con, idx, _safe_path(f.path, tmp, idx, "parquet"))
-        elif f.fmt == "csv":
+            return stage_parquet(con, idx, _safe_path(f.path, tmp, idx, "parquet"), base,
+                                 *billable)
+        if f.fmt == "csv":
             text = f.path
             stage_csv(con, idx, _safe_path(f.path, tmp, idx, "csv"))
         else:
@@ -51,6 +55,7 @@ def stage_file(con: duckdb.DuckDBPyConnection, f: ListedFile, idx: int, tmp: Pat
                     pieces(f.path, tmp, idx, gz=f.fmt == "jsonl.gz")):
                 stage_jsonl(con, idx, _safe_path(piece, tmp, f"{idx}_{number}", "jsonl"),
                             first_line)
+        return None
     except duckdb.OutOfMemoryException as e:
         raise memory_exhausted(
             con, e, f"{f.source_file}: ran out of memory while reading it",

@@ -3,17 +3,28 @@ column type (its schema decides them).
 
 A *typed* file (the schema most producers write: VARCHAR ids, a DECIMAL that fits
 DECIMAL(38, 12) or an integer of at most 64 bits or no value column, TIMESTAMP WITH TIME ZONE,
-MAP(VARCHAR, VARCHAR) dimensions or none) has nothing to parse: its rows go straight to the
-candidates' shape (``typed_select``), every rule applied on the typed columns, and skip the text
-round trip of the other formats. Any other schema takes the general path, column by column."""
+MAP(VARCHAR, VARCHAR) dimensions or none) has nothing to parse: staging reads it once into the
+batch's narrow KEYS table (position, id, first failed rule: ``TypedSource.keys_insert``), and the
+batch reads it again to write its rows (``TypedSource.columns``), every rule applied on the
+typed columns: no text round trip, and no copy of its rows in a temp table. Any other schema
+takes the general path, column by column."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import duckdb
 
-from orchestration.ingestion.landing.sqltext import STAGE, TYPED, ident, lit
+from orchestration.ingestion.landing.sqltext import (
+    KEYS,
+    LK_CUST,
+    LK_METER,
+    STAGE,
+    ident,
+    lit,
+    reason_case,
+)
 
 INTEGER_TYPES = {
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
@@ -43,44 +54,94 @@ def is_typed(types: dict[str, str]) -> bool:
     return types.get("dimensions") in (None, TEXT_MAP)
 
 
-def typed_select(types: dict[str, str], src: str, file_idx: int) -> str:
-    """The rows of a typed file in the candidates' shape (classify.sql's output): the same
-    values and failure flags the general path gives them."""
-    value = (f"coalesce({ident('value')}::decimal(38, 12), 1::decimal(38, 12))"
-             if "value" in types else "1::decimal(38, 12)")
-    if "dimensions" in types:
-        d = ident("dimensions")
-        # a NULL map is no dimensions; a NULL value or a repeated key is invalid; keys in byte
-        # order (sorted only when they are not already)
-        invalid = (f"({d} is not null and (len(list_filter(map_values({d}), lambda x: x is null))"
-                   f" > 0 or len(list_distinct(map_keys({d}))) <> len(map_keys({d}))))")
-        dims = (f"case when {d} is null then '{{}}' when {invalid} then null "
-                f"when map_keys({d}) = list_sort(map_keys({d})) then to_json({d})::varchar "
-                f"else to_json(map_from_entries(list_sort(list_transform(map_entries({d}), "
-                f"lambda x: {{'k': x.key, 'v': x.value}}))))::varchar end")
-    else:
-        dims, invalid = "'{}'", "false"
-    eid, cust, meter, ts = (ident(n) for n in ("event_id", "customer_id", "meter", "timestamp"))
-    return f"""
-        insert into {TYPED}
-        select 1, {file_idx}, file_row_number + 1, null, {_raw_row(types)},
-               nullif({eid}, ''), nullif({cust}, ''), nullif({meter}, ''), {value}, {ts},
-               {dims}, false,
-               coalesce({eid}, '') = '' or coalesce({cust}, '') = ''
-                   or coalesce({meter}, '') = '' or {ts} is null,
-               coalesce(length({eid}) not between 1 and 256, true),
-               false, {ts} is null, {invalid}
-        from {src}
-    """
+@dataclass(frozen=True)
+class TypedSource:
+    """A typed Parquet file of the batch: read again when its rows are written, not copied into
+    a temp table. ``base`` + ``file_row_number`` + 1 is a row's position (KEYS.pos)."""
+
+    file_idx: int
+    src: str  # read_parquet(...)
+    types: dict[str, str]
+    base: int
+
+    def pos(self, alias: str = "p") -> str:
+        return f"({self.base} + {alias}.file_row_number + 1)"
+
+    def columns(self, alias: str = "p") -> dict[str, str]:
+        """The candidates' fields (classify.sql's shape) and failure flags, as expressions on
+        the file's typed columns: the values and flags the general path gives the same rows."""
+        types = self.types
+
+        def c(name: str) -> str:
+            return f"{alias}.{ident(name)}"
+
+        value = (f"coalesce({c('value')}::decimal(38, 12), 1::decimal(38, 12))"
+                 if "value" in types else "1::decimal(38, 12)")
+        if "dimensions" in types:
+            d = c("dimensions")
+            # a NULL map is no dimensions; a NULL value or a repeated key is invalid; keys in
+            # byte order (sorted only when they are not already)
+            invalid = (f"({d} is not null and (len(list_filter(map_values({d}), "
+                       f"lambda x: x is null)) > 0 "
+                       f"or len(list_distinct(map_keys({d}))) <> len(map_keys({d}))))")
+            dims = (f"case when {d} is null then '{{}}' when {invalid} then null "
+                    f"when map_keys({d}) = list_sort(map_keys({d})) then to_json({d})::varchar "
+                    f"else to_json(map_from_entries(list_sort(list_transform(map_entries({d}), "
+                    f"lambda x: {{'k': x.key, 'v': x.value}}))))::varchar end")
+        else:
+            dims, invalid = "'{}'", "false"
+        eid, cust, meter, ts = (c(n) for n in ("event_id", "customer_id", "meter", "timestamp"))
+        return {
+            "event_id": f"nullif({eid}, '')",
+            "customer_id": f"nullif({cust}, '')",
+            "meter_id": f"nullif({meter}, '')",
+            "value": value,
+            "event_at": ts,
+            "dimensions": dims,
+            "raw_row": _raw_row(types, alias),
+            "f_malformed": "false",
+            "f_missing": (f"(coalesce({eid}, '') = '' or coalesce({cust}, '') = '' "
+                          f"or coalesce({meter}, '') = '' or {ts} is null)"),
+            "f_event_id": f"coalesce(length({eid}) not between 1 and 256, true)",
+            "f_value": "false",
+            "f_timestamp": f"({ts} is null)",
+            "f_dimensions": invalid,
+        }
+
+    def keys_insert(self) -> str:
+        """The file's rows into KEYS (one read of the file, every rule checked on the typed
+        columns); parameters $lo and $hi: the billable range (write.billable_range)."""
+        col = self.columns()
+        reason = reason_case(malformed=col["f_malformed"], missing=col["f_missing"],
+                             event_id=col["f_event_id"], value_flag=col["f_value"],
+                             value=col["value"], timestamp=col["f_timestamp"],
+                             dimensions=col["f_dimensions"])
+        return f"""
+            insert into {KEYS}
+            select pos, 1, {self.file_idx}, event_id, reason,
+                   case when reason is null and (event_at < $lo or event_at >= $hi)
+                        then strftime(timezone('UTC', event_at), '%Y-%m') end
+            from (
+                select {self.pos()} as pos, {col['event_id']} as event_id,
+                       {col['event_at']} as event_at, {reason} as reason
+                from {self.src} p
+                left join {LK_METER} m on m.meter_id = {col['meter_id']}
+                left join {LK_CUST} k on k.customer_id = {col['customer_id']}
+            )
+        """
 
 
-def stage_parquet(con: duckdb.DuckDBPyConnection, file_idx: int, path: str) -> None:
+def stage_parquet(con: duckdb.DuckDBPyConnection, file_idx: int, path: str,
+                  base: int, lo: object, hi: object) -> TypedSource | None:
+    """Stage the file: a typed file's rows into KEYS only (its source is returned, to be read
+    again when the batch is written), any other file's rows into the stage table."""
     src = f"read_parquet({lit(path)}, file_row_number = true)"
     cols = con.execute(f"describe select * from {src}").fetchall()
     types = {c[0]: c[1].upper() for c in cols if c[0] != "file_row_number"}
     if is_typed(types):
-        con.execute(typed_select(types, src, file_idx))
-        return
+        typed = TypedSource(file_idx, src, types, base)
+        con.execute(typed.keys_insert(), {"lo": lo, "hi": hi})
+        return typed
 
     def col(name: str) -> str:
         return ident(name)
@@ -146,7 +207,7 @@ def stage_parquet(con: duckdb.DuckDBPyConnection, file_idx: int, path: str) -> N
             dims_k = f"case when {c} is null then 'none' else 'json' end"
             dims_v = f"to_json({c})::varchar"
 
-    raw = _raw_row(types)
+    raw = _raw_row(types, None)
     con.execute(f"""
         insert into {STAGE}
         select {file_idx}, file_row_number + 1, {raw}, false,
@@ -156,15 +217,17 @@ def stage_parquet(con: duckdb.DuckDBPyConnection, file_idx: int, path: str) -> N
                {dims_k}, {dims_v}
         from {src}
     """)
+    return None
 
 
-def _raw_row(types: dict[str, str]) -> str:
+def _raw_row(types: dict[str, str], alias: str | None) -> str:
     """The row as text for the quarantine: a JSON rendering of every column (instants in UTC,
     whatever the session's zone)."""
     def expr(name: str, typ: str) -> str:
+        column = f"{alias}.{ident(name)}" if alias else ident(name)
         if typ == INSTANT:
-            return f"strftime(timezone('UTC', {ident(name)}), '%Y-%m-%dT%H:%M:%S.%fZ')"
-        return ident(name)
+            return f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%fZ')"
+        return column
 
     if not types:
         return "'{}'"

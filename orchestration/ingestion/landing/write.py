@@ -13,7 +13,13 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.ingestion.landing.classify import add_rechecks, classify_staged, decide_outcomes
+from orchestration.ingestion.landing.classify import (
+    add_rechecks,
+    classify_staged,
+    decide_outcomes,
+    keys_of_candidates,
+    recheck_count,
+)
 from orchestration.ingestion.landing.files import (
     EMPTY_FILE,
     ListedFile,
@@ -34,18 +40,20 @@ from orchestration.ingestion.landing.model import (
     memory_exhausted,
     ordered_reasons,
 )
+from orchestration.ingestion.landing.outcomes import write_outcomes
 from orchestration.ingestion.landing.sqltext import (
+    BATCH_TABLES,
     CAND,
+    EXC,
     FILES,
+    KEYS,
     LK_CUST,
     LK_METER,
-    OUT,
     STAGE,
     TEMP_TABLES,
-    TYPED,
-    ord_of,
 )
 from orchestration.ingestion.landing.stage import create_stage_table, stage_file, unstage
+from orchestration.ingestion.landing.stage_parquet import TypedSource
 from orchestration.ingestion.landing.text import FileUnreadable, NothingToLand
 from orchestration.ingestion.report import escape_name
 from orchestration.lib.periods import PARTITION_START, next_period
@@ -114,7 +122,8 @@ def ingest(
                 idx = len(staged)
                 say(f"reading {escape_name(f.source_file)}")
                 try:
-                    stage_file(con, f, idx, tmp)
+                    typed = stage_file(con, f, idx, tmp, base=batch.next_base,
+                                       billable=billable_range(now))
                 except NothingToLand as e:
                     report.skipped.append(Skipped(f.source_file, str(e)))
                     say(f"{escape_name(f.source_file)}: {e}")
@@ -129,13 +138,14 @@ def ingest(
                     continue
                 staged.append(f)
                 staged_hashes[f.sha256] = f.source_file
-                batch.add(idx, f)
+                batch.add(idx, f, typed)
                 if batch.rows_staged() >= LAND_BATCH_ROWS:
                     batch.land(clock)
                     say(f"landed the rows of {len(staged)} file(s) so far")
-        # the last files, the quarantine re-check of a run without files, and the run's row with
-        # every file it found unreadable or landed before
-        batch.land(clock)
+            # the last files, the quarantine re-check of a run without files, and the run's row
+            # with every file it found unreadable or landed before (typed Parquet files are read
+            # again while their batch is written: inside the folder of their links)
+            batch.land(clock)
         batch.finish()
     finally:
         for t in TEMP_TABLES:
@@ -155,16 +165,15 @@ def billable_range(now: datetime) -> tuple[datetime, datetime]:
     return first, datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
 
 
-def _out_of_range_months(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, int]:
-    """Rows landed by this run (from files or re-checked) dated outside ``billable_range``,
-    counted per UTC month: one aggregate over the run's outcome table."""
-    lo, hi = billable_range(now)
+def _out_of_range_months(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows the batch landed (from files or re-checked) dated outside ``billable_range``,
+    counted per UTC month: KEYS holds the month of every valid row dated there."""
     return dict(con.execute(f"""
-        select strftime(timezone('UTC', event_at), '%Y-%m') as month, count(*)::bigint
-        from {OUT}
-        where outcome = 'landed' and (event_at < $lo or event_at >= $hi)
-        group by month order by month
-    """, {"lo": lo, "hi": hi}).fetchall())
+        select k.month, count(*)::bigint
+        from {KEYS} k anti join {EXC} e on e.pos = k.pos
+        where k.month is not null
+        group by k.month order by k.month
+    """).fetchall())
 
 
 #: Staged rows after which the files staged so far are classified and written before the next
@@ -179,12 +188,21 @@ class _Batch:
     Batches are landed in landing order (the quarantine re-check first, then files in order),
     each in its own transaction: a batch's duplicates are decided against every event landed
     before, this run's earlier batches included, so the outcome is the one a single batch of all
-    the files would give, row for row, and landing_seq stays dense."""
+    the files would give, row for row.
+
+    Every row of the run has a position in its landing order: the re-checked rows 1..n (by their
+    landing_seq), then each file's rows at its base plus their row_number (a file's base is the
+    previous file's base plus its highest row_number). A row written gets landing_seq = the
+    highest landing_seq before the run + its position: increasing in landing order, the same
+    whatever the batches, computed without sorting; the positions of duplicates (and of
+    re-checked rows that stay quarantined) are left unused."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, lookup: Lookup, run_id: str,
                  now: datetime, report: IngestReport, say: Callable[[str], None]):
         self.con, self.run_id, self.now, self.report, self.say = con, run_id, now, report, say
         self.pending: list[int] = []
+        self.typed: list[TypedSource] = []
+        self.typed_rows = 0
         self.landed_once = False
         self.per_file: dict[int, FileResult] = {}
         self.rel = Relanded()
@@ -192,24 +210,36 @@ class _Batch:
         self.out_of_range: dict[str, int] = {}
         self.files: dict[int, ListedFile] = {}
         self.run_recorded = False
+        self.run_base: int | None = None  # the highest landing_seq before the run
+        self.next_base = recheck_count(con)  # the first file's rows follow the re-checked ones
         con.execute(f"create or replace temp table {LK_CUST} as "
                     f"select unnest(?::varchar[]) as customer_id", [sorted(lookup.customers)])
         con.execute(f"create or replace temp table {LK_METER} as "
                     f"select unnest(?::varchar[]) as meter_id, unnest(?::varchar[]) as aggregation",
                     [list(lookup.meters), list(lookup.meters.values())])
         con.execute(f"create or replace temp table {FILES} (file_idx integer, source_file varchar, "
-                    f"file_sha256 varchar, file_format varchar, size_bytes bigint)")
+                    f"file_sha256 varchar, file_format varchar, size_bytes bigint, base bigint)")
 
-    def add(self, idx: int, f: ListedFile) -> None:
-        self.con.execute(f"insert into {FILES} values (?, ?, ?, ?, ?)",
-                         [idx, f.source_file, f.sha256, f.fmt, f.size])
+    def add(self, idx: int, f: ListedFile, typed: TypedSource | None) -> None:
+        """A staged file joins the batch at the next base (typed: its rows are in KEYS)."""
+        con, base = self.con, self.next_base
+        if typed is not None:
+            span = con.execute(f"select coalesce(max(pos), ?) - ? from {KEYS} where file_idx = ?",
+                               [base, base, idx]).fetchone()[0]
+            self.typed.append(typed)
+            self.typed_rows += span
+        else:
+            span = con.execute(f"select coalesce(max(row_number), 0) from {STAGE} "
+                               f"where file_idx = ?", [idx]).fetchone()[0]
+        con.execute(f"insert into {FILES} values (?, ?, ?, ?, ?, ?)",
+                    [idx, f.source_file, f.sha256, f.fmt, f.size, base])
+        self.next_base = base + span
         self.per_file[idx] = FileResult(f.source_file, f.sha256, f.fmt or "")
         self.files[idx] = f
         self.pending.append(idx)
 
     def rows_staged(self) -> int:
-        return self.con.execute(f"select (select count(*) from {STAGE}) + "
-                                f"(select count(*) from {TYPED})").fetchone()[0]
+        return self.con.execute(f"select count(*) from {STAGE}").fetchone()[0] + self.typed_rows
 
     def land(self, clock: float) -> None:
         """In one transaction: classify and write the staged files (and, in the first batch, the
@@ -230,11 +260,12 @@ class _Batch:
                     "Nothing of this batch was landed (files recorded in raw.landed_files stay "
                     "landed)", "the files") from None
             raise
-        for table in (STAGE, TYPED):
+        for table in (STAGE, KEYS):
             con.execute(f"delete from {table}")
-        for table in (CAND, OUT):
-            con.execute(f"drop table if exists {table}")
-        self.pending = []
+        for table in BATCH_TABLES:
+            if table not in (STAGE, KEYS):
+                con.execute(f"drop table if exists {table}")
+        self.pending, self.typed, self.typed_rows = [], [], 0
         self.landed_once = True
 
     def _land(self, clock: float) -> None:
@@ -242,103 +273,61 @@ class _Batch:
         classify_staged(con)
         if not self.landed_once:
             add_rechecks(con)
-        base_seq = con.execute("""
-            select greatest((select coalesce(max(landing_seq), 0) from raw.usage_events),
-                            (select coalesce(max(landing_seq), 0) from raw.quarantined_events))
-        """).fetchone()[0]
-        decide_outcomes(con, int(base_seq))
+            self.run_base = int(con.execute("""
+                select greatest((select coalesce(max(landing_seq), 0) from raw.usage_events),
+                                (select coalesce(max(landing_seq), 0) from raw.quarantined_events))
+            """).fetchone()[0])
+        keys_of_candidates(con, *billable_range(self.now))
+        decide_outcomes(con, self.typed)
         if not self.landed_once:
             self.recheck_changes = con.execute(f"""
-                select count(*) from {OUT} o
-                join raw.quarantined_events q on q.landing_seq = o.q_seq
-                where o.phase = 0 and (o.outcome <> 'quarantined' or o.reason <> q.reason)
+                select count(*) from {CAND} c
+                join raw.quarantined_events q on q.landing_seq = c.q_seq
+                left join {EXC} e on e.pos = c.pos
+                where c.phase = 0
+                  and (e.pos is null or e.outcome <> 'quarantined' or e.reason <> q.reason)
             """).fetchone()[0]
         self._write_outcomes()
         self._count()
         self._record(clock)
 
     def _write_outcomes(self) -> None:
-        """The batch's rows where their outcome puts them: the narrow outcome table joined back
-        to the candidates (wide fields) by their landing order."""
-        con = self.con
-        params = {"run": self.run_id, "now": self.now}
-        rows = f"from {OUT} o join {CAND} c on o.ord = {ord_of('c')}"
-        con.execute(f"""
-            insert into raw.usage_events (event_id, customer_id, meter_id, value, event_at,
-                dimensions, source_file, row_number, file_sha256, ingest_run_id, landed_at,
-                landing_seq, is_relanded)
-            select c.event_id, c.customer_id, c.meter_id, c.value, c.event_at, c.dimensions,
-                   coalesce(f.source_file, q.source_file), c.row_number,
-                   coalesce(f.file_sha256, q.file_sha256), $run, $now::timestamptz,
-                   o.landing_seq, o.phase = 0
-            {rows}
-            left join {FILES} f on f.file_idx = o.file_idx
-            left join raw.quarantined_events q on o.phase = 0 and q.landing_seq = o.q_seq
-            where o.outcome = 'landed'
-            order by o.ord
-        """, params)
-        con.execute(f"""
-            insert into raw.duplicate_events (source_file, row_number, event_id, file_sha256,
-                ingest_run_id, landed_at, is_relanded)
-            select coalesce(f.source_file, q.source_file), c.row_number, c.event_id,
-                   coalesce(f.file_sha256, q.file_sha256), $run, $now::timestamptz, o.phase = 0
-            {rows}
-            left join {FILES} f on f.file_idx = o.file_idx
-            left join raw.quarantined_events q on o.phase = 0 and q.landing_seq = o.q_seq
-            where o.outcome = 'duplicate'
-            order by o.ord
-        """, params)
-        con.execute(f"""
-            insert into raw.quarantined_events (source_file, row_number, raw_row, reason,
-                landed_at, resolved_at, file_sha256, ingest_run_id, landing_seq, event_id,
-                customer_id, meter_id, value, event_at, dimensions)
-            select f.source_file, c.row_number, c.raw_row, o.reason, $now::timestamptz, null,
-                   f.file_sha256, $run, o.landing_seq, c.event_id, c.customer_id, c.meter_id,
-                   c.value, c.event_at, c.dimensions
-            {rows} join {FILES} f on f.file_idx = o.file_idx
-            where o.phase = 1 and o.outcome = 'quarantined'
-            order by o.ord
-        """, params)
-        con.execute(f"""
-            update raw.quarantined_events q set resolved_at = $now::timestamptz
-            from {OUT} o
-            where o.phase = 0 and q.landing_seq = o.q_seq and o.outcome <> 'quarantined'
-        """, {"now": self.now})
-        con.execute(f"""
-            update raw.quarantined_events q set reason = o.reason
-            from {OUT} o
-            where o.phase = 0 and q.landing_seq = o.q_seq and o.outcome = 'quarantined'
-              and q.reason <> o.reason
-        """)
+        write_outcomes(self.con, run_id=self.run_id, now=self.now, run_base=self.run_base or 0,
+                       typed=self.typed, files=self.files)
 
     def _count(self) -> None:
         con = self.con
-        for idx, outcome, reason, n in con.execute(f"""
-            select file_idx, outcome, reason, count(*) from {OUT}
-            where phase = 1 group by all
+        for idx, n in con.execute(f"""
+            select file_idx, count(*) from {KEYS} where phase = 1 group by all
         """).fetchall():
             fr = self.per_file[idx]
             fr.read += n
-            if outcome == "landed":
-                fr.landed += n
-            elif outcome == "duplicate":
+            fr.landed += n
+        for idx, outcome, reason, n in con.execute(f"""
+            select file_idx, outcome, reason, count(*) from {EXC}
+            where phase = 1 group by all
+        """).fetchall():
+            fr = self.per_file[idx]
+            fr.landed -= n
+            if outcome == "duplicate":
                 fr.duplicates += n
             else:
                 fr.quarantined += n
                 fr.quarantined_by_reason[reason] = fr.quarantined_by_reason.get(reason, 0) + n
         rel = self.rel
+        checked = con.execute(f"select count(*) from {KEYS} where phase = 0").fetchone()[0]
+        rel.checked += checked
+        rel.landed += checked
         for outcome, reason, n in con.execute(f"""
-            select outcome, reason, count(*) from {OUT} where phase = 0 group by all
+            select outcome, reason, count(*) from {EXC} where phase = 0 group by all
         """).fetchall():
-            rel.checked += n
-            if outcome == "landed":
-                rel.landed += n
-            elif outcome == "duplicate":
+            rel.landed -= n
+            if outcome == "duplicate":
                 rel.duplicates += n
             else:
                 rel.still_quarantined += n
                 rel.by_reason[reason] = rel.by_reason.get(reason, 0) + n
-        for month, n in _out_of_range_months(con, self.now).items():
+        for month, n in _out_of_range_months(con).items():
             self.out_of_range[month] = self.out_of_range.get(month, 0) + n
 
     def _record(self, clock: float) -> None:

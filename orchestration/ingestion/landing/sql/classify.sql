@@ -1,5 +1,6 @@
--- From the uniform stage rows ({{ stage }}) to typed fields and one failure flag per rule; the
--- rows of typed Parquet files ({{ typed }}) are already in this shape and join at the end.
+-- From the uniform stage rows ({{ stage }}) to typed fields and one failure flag per rule, with
+-- each row's position in the run's landing order (its file's base in {{ files }} plus its
+-- row_number; typed Parquet files are not staged here: stage_parquet.TypedSource).
 -- A value string: sign, mantissa (at least one digit: checked on the groups), optional exponent
 -- of at most 4 digits. A timestamp string: date, 'T' or ' ', time, optional fraction, then 'Z' or
 -- an offset. Epoch milliseconds are at most 253402300799999 (9999-12-31T23:59:59.999Z).
@@ -86,7 +87,8 @@ with a as (
     from d
 )
 select
-    1 as phase, file_idx, row_number, null::bigint as q_seq, raw_row,
+    fl.base + e.row_number as pos,
+    1 as phase, e.file_idx, e.row_number, null::bigint as q_seq, raw_row,
     case when eid_t = 'string' then eid end as event_id,
     case when cust_t = 'string' then cust end as customer_id,
     case when meter_t = 'string' then meter end as meter_id,
@@ -102,7 +104,4 @@ select
     ev_at is null as f_timestamp,
     dims is null as f_dimensions
 from e
-
-union all by name
-
-select * from {{ typed }}
+join {{ files }} fl on fl.file_idx = e.file_idx

@@ -21,24 +21,16 @@ create or replace temp table {{ stage }} (
     dims_json       varchar
 );
 
--- Rows of typed Parquet files (stage_parquet.typed_select): already typed and checked, in the
--- shape classify.sql gives the candidates, so they skip the text round trip.
-create or replace temp table {{ typed }} (
-    phase           integer not null,
-    file_idx        integer not null,
-    row_number      bigint not null,
-    q_seq           bigint,
-    raw_row         varchar,
+-- Every row of the batch, narrow (write.py): its position in the run's landing order (the
+-- re-checked rows first, then the files in order, then rows: landing_seq is the run's base plus
+-- it), its event_id, the first rule it breaks (NULL: none) and, when it is valid and dated where
+-- no bill reaches it, its UTC month. Typed Parquet rows are written here as they are read
+-- (stage_parquet.typed_keys); the rows of text files and the re-checked rows once classified.
+create or replace temp table {{ keys }} (
+    pos             bigint not null,
+    phase           integer not null,  -- 0: a re-checked quarantine row, 1: a row of a file
+    file_idx        integer,
     event_id        varchar,
-    customer_id     varchar,
-    meter_id        varchar,
-    value           decimal(38, 12),
-    event_at        timestamptz,
-    dimensions      varchar,
-    f_malformed     boolean not null,
-    f_missing       boolean not null,
-    f_event_id      boolean not null,
-    f_value         boolean not null,
-    f_timestamp     boolean not null,
-    f_dimensions    boolean not null
+    reason          varchar,
+    month           varchar
 )
