@@ -35,7 +35,7 @@ def write_outcomes(con: duckdb.DuckDBPyConnection, *, run_id: str, now: datetime
         {origin}
     """, params)
     for t in typed:
-        col = t.columns()
+        col = t.columns(valid=True)  # only rows not in EXC: they pass every rule
         f = files[t.file_idx]
         con.execute(f"""
             insert into raw.usage_events (event_id, customer_id, meter_id, value, event_at,

@@ -67,9 +67,11 @@ class TypedSource:
     def pos(self, alias: str = "p") -> str:
         return f"({self.base} + {alias}.file_row_number + 1)"
 
-    def columns(self, alias: str = "p") -> dict[str, str]:
+    def columns(self, alias: str = "p", *, valid: bool = False) -> dict[str, str]:
         """The candidates' fields (classify.sql's shape) and failure flags, as expressions on
-        the file's typed columns: the values and flags the general path gives the same rows."""
+        the file's typed columns: the values and flags the general path gives the same rows.
+        ``valid``: for rows known to pass every rule (the rows landed), whose dimensions need
+        no check (1 s less per 10M rows)."""
         types = self.types
 
         def c(name: str) -> str:
@@ -84,7 +86,8 @@ class TypedSource:
             invalid = (f"({d} is not null and (len(list_filter(map_values({d}), "
                        f"lambda x: x is null)) > 0 "
                        f"or len(list_distinct(map_keys({d}))) <> len(map_keys({d}))))")
-            dims = (f"case when {d} is null then '{{}}' when {invalid} then null "
+            check = "" if valid else f"when {invalid} then null "
+            dims = (f"case when {d} is null then '{{}}' {check}"
                     f"when map_keys({d}) = list_sort(map_keys({d})) then to_json({d})::varchar "
                     f"else to_json(map_from_entries(list_sort(list_transform(map_entries({d}), "
                     f"lambda x: {{'k': x.key, 'v': x.value}}))))::varchar end")
