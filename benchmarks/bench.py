@@ -211,6 +211,9 @@ def main() -> None:
         # the fixed cost of a command (process, Dagster and dbt start-up): a 1,000-event month,
         # once in a throwaway home first (the first commands after an install also compile
         # Python's bytecode and parse the dbt project: a cost paid once, shown apart)
+        # every home starts empty (a --workdir reused keeps only the generated files)
+        for old in ("home_fixed_cost", "home_parquet", "home_jsonl"):
+            shutil.rmtree(work / old, ignore_errors=True)
         tiny = work / "home_fixed_cost"
         generate.write_events(tiny / "landing" / "events.parquet", 0, 1000, "parquet")
         first = work / "home_first_run"
