@@ -19,6 +19,7 @@ from orchestration.ingestion.landing.sqltext import (
     SEEN,
     STAGE,
     WIDE,
+    keys_insert,
     reason_case,
 )
 from orchestration.ingestion.landing.stage_parquet import TypedSource
@@ -35,9 +36,14 @@ def classify_staged(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(read_sql(__file__, "classify.sql", cand=CAND, stage=STAGE, files=FILES))
 
 
-def add_rechecks(con: duckdb.DuckDBPyConnection) -> int:
+#: the quarantine rows every run re-checks
+RECHECKED = ("from raw.quarantined_events where resolved_at is null "
+             "and reason in ('unknown_customer', 'unknown_meter')")
+
+
+def add_rechecks(con: duckdb.DuckDBPyConnection) -> None:
     """The quarantined unknown_customer / unknown_meter rows join the candidates, first in
-    landing order (positions 1..n, by their landing_seq); returns n."""
+    landing order (positions 1..n, by their landing_seq)."""
     con.execute(f"""
         insert into {CAND} by name
         select row_number() over (order by landing_seq) as pos,
@@ -45,18 +51,13 @@ def add_rechecks(con: duckdb.DuckDBPyConnection) -> int:
                event_id, customer_id, meter_id, value, event_at, dimensions,
                false as f_malformed, false as f_missing, false as f_event_id,
                false as f_value, false as f_timestamp, false as f_dimensions
-        from raw.quarantined_events
-        where resolved_at is null and reason in ('unknown_customer', 'unknown_meter')
+        {RECHECKED}
     """)
-    return con.execute(f"select count(*) from {CAND} where phase = 0").fetchone()[0]
 
 
 def recheck_count(con: duckdb.DuckDBPyConnection) -> int:
     """How many quarantined rows a run re-checks (they take the first positions)."""
-    return con.execute("""
-        select count(*) from raw.quarantined_events
-        where resolved_at is null and reason in ('unknown_customer', 'unknown_meter')
-    """).fetchone()[0]
+    return con.execute(f"select count(*) {RECHECKED}").fetchone()[0]
 
 
 def keys_of_candidates(con: duckdb.DuckDBPyConnection, lo: object, hi: object) -> None:
@@ -64,18 +65,12 @@ def keys_of_candidates(con: duckdb.DuckDBPyConnection, lo: object, hi: object) -
     reason = reason_case(malformed="c.f_malformed", missing="c.f_missing",
                          event_id="c.f_event_id", value_flag="c.f_value", value="c.value",
                          timestamp="c.f_timestamp", dimensions="c.f_dimensions")
-    con.execute(f"""
-        insert into {KEYS}
-        select pos, phase, file_idx, event_id, reason,
-               case when reason is null and (event_at < $lo or event_at >= $hi)
-                    then strftime(timezone('UTC', event_at), '%Y-%m') end
-        from (
-            select c.pos, c.phase, c.file_idx, c.event_id, c.event_at, {reason} as reason
-            from {CAND} c
-            left join {LK_METER} m on m.meter_id = c.meter_id
-            left join {LK_CUST} k on k.customer_id = c.customer_id
-        )
-    """, {"lo": lo, "hi": hi})
+    con.execute(keys_insert(f"""
+        select c.pos, c.phase, c.file_idx, c.event_id, c.event_at, {reason} as reason
+        from {CAND} c
+        left join {LK_METER} m on m.meter_id = c.meter_id
+        left join {LK_CUST} k on k.customer_id = c.customer_id
+    """), {"lo": lo, "hi": hi})
 
 
 def decide_outcomes(con: duckdb.DuckDBPyConnection, typed: list[TypedSource]) -> None:

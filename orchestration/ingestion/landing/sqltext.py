@@ -40,6 +40,18 @@ def reason_case(*, malformed: str, missing: str, event_id: str, value_flag: str,
         end"""
 
 
+def keys_insert(rows: str) -> str:
+    """Insert ``rows`` (a select of pos, phase, file_idx, event_id, event_at and reason) into
+    KEYS, with the UTC month of every valid row dated outside $lo..$hi (the billable range)."""
+    return f"""
+        insert into {KEYS}
+        select pos, phase, file_idx, event_id, reason,
+               case when reason is null and (event_at < $lo or event_at >= $hi)
+                    then strftime(timezone('UTC', event_at), '%Y-%m') end
+        from ({rows})
+    """
+
+
 def lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 

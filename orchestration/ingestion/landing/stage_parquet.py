@@ -11,17 +11,18 @@ takes the general path, column by column."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
 import duckdb
 
 from orchestration.ingestion.landing.sqltext import (
-    KEYS,
     LK_CUST,
     LK_METER,
     STAGE,
     ident,
+    keys_insert,
     lit,
     reason_case,
 )
@@ -63,6 +64,7 @@ class TypedSource:
     src: str  # read_parquet(...)
     types: dict[str, str]
     base: int
+    rows: int = 0  # its rows (staging counts them): positions base + 1 .. base + rows
 
     def pos(self, alias: str = "p") -> str:
         return f"({self.base} + {alias}.file_row_number + 1)"
@@ -119,19 +121,14 @@ class TypedSource:
                              event_id=col["f_event_id"], value_flag=col["f_value"],
                              value=col["value"], timestamp=col["f_timestamp"],
                              dimensions=col["f_dimensions"])
-        return f"""
-            insert into {KEYS}
-            select pos, 1, {self.file_idx}, event_id, reason,
-                   case when reason is null and (event_at < $lo or event_at >= $hi)
-                        then strftime(timezone('UTC', event_at), '%Y-%m') end
-            from (
-                select {self.pos()} as pos, {col['event_id']} as event_id,
-                       {col['event_at']} as event_at, {reason} as reason
-                from {self.src} p
-                left join {LK_METER} m on m.meter_id = {col['meter_id']}
-                left join {LK_CUST} k on k.customer_id = {col['customer_id']}
-            )
-        """
+        return keys_insert(f"""
+            select {self.pos()} as pos, 1 as phase, {self.file_idx} as file_idx,
+                   {col['event_id']} as event_id, {col['event_at']} as event_at,
+                   {reason} as reason
+            from {self.src} p
+            left join {LK_METER} m on m.meter_id = {col['meter_id']}
+            left join {LK_CUST} k on k.customer_id = {col['customer_id']}
+        """)
 
 
 def stage_parquet(con: duckdb.DuckDBPyConnection, file_idx: int, path: str,
@@ -143,8 +140,8 @@ def stage_parquet(con: duckdb.DuckDBPyConnection, file_idx: int, path: str,
     types = {c[0]: c[1].upper() for c in cols if c[0] != "file_row_number"}
     if is_typed(types):
         typed = TypedSource(file_idx, src, types, base)
-        con.execute(typed.keys_insert(), {"lo": lo, "hi": hi})
-        return typed
+        rows = con.execute(typed.keys_insert(), {"lo": lo, "hi": hi}).fetchone()[0]
+        return dataclasses.replace(typed, rows=rows)
 
     def col(name: str) -> str:
         return ident(name)

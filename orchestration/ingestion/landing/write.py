@@ -123,7 +123,7 @@ def ingest(
                 say(f"reading {escape_name(f.source_file)}")
                 try:
                     typed = stage_file(con, f, idx, tmp, base=batch.next_base,
-                                       billable=billable_range(now))
+                                       billable=batch.billable)
                 except NothingToLand as e:
                     report.skipped.append(Skipped(f.source_file, str(e)))
                     say(f"{escape_name(f.source_file)}: {e}")
@@ -200,9 +200,9 @@ class _Batch:
     def __init__(self, con: duckdb.DuckDBPyConnection, lookup: Lookup, run_id: str,
                  now: datetime, report: IngestReport, say: Callable[[str], None]):
         self.con, self.run_id, self.now, self.report, self.say = con, run_id, now, report, say
+        self.billable = billable_range(now)
         self.pending: list[int] = []
         self.typed: list[TypedSource] = []
-        self.typed_rows = 0
         self.landed_once = False
         self.per_file: dict[int, FileResult] = {}
         self.rel = Relanded()
@@ -224,10 +224,8 @@ class _Batch:
         """A staged file joins the batch at the next base (typed: its rows are in KEYS)."""
         con, base = self.con, self.next_base
         if typed is not None:
-            span = con.execute(f"select coalesce(max(pos), ?) - ? from {KEYS} where file_idx = ?",
-                               [base, base, idx]).fetchone()[0]
+            span = typed.rows
             self.typed.append(typed)
-            self.typed_rows += span
         else:
             span = con.execute(f"select coalesce(max(row_number), 0) from {STAGE} "
                                f"where file_idx = ?", [idx]).fetchone()[0]
@@ -239,7 +237,8 @@ class _Batch:
         self.pending.append(idx)
 
     def rows_staged(self) -> int:
-        return self.con.execute(f"select count(*) from {STAGE}").fetchone()[0] + self.typed_rows
+        return (self.con.execute(f"select count(*) from {STAGE}").fetchone()[0]
+                + sum(t.rows for t in self.typed))
 
     def land(self, clock: float) -> None:
         """In one transaction: classify and write the staged files (and, in the first batch, the
@@ -265,7 +264,7 @@ class _Batch:
         for table in BATCH_TABLES:
             if table not in (STAGE, KEYS):
                 con.execute(f"drop table if exists {table}")
-        self.pending, self.typed, self.typed_rows = [], [], 0
+        self.pending, self.typed = [], []
         self.landed_once = True
 
     def _land(self, clock: float) -> None:
@@ -277,7 +276,7 @@ class _Batch:
                 select greatest((select coalesce(max(landing_seq), 0) from raw.usage_events),
                                 (select coalesce(max(landing_seq), 0) from raw.quarantined_events))
             """).fetchone()[0])
-        keys_of_candidates(con, *billable_range(self.now))
+        keys_of_candidates(con, *self.billable)
         decide_outcomes(con, self.typed)
         if not self.landed_once:
             self.recheck_changes = con.execute(f"""

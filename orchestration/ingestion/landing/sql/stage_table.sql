@@ -25,7 +25,7 @@ create or replace temp table {{ stage }} (
 -- re-checked rows first, then the files in order, then rows: landing_seq is the run's base plus
 -- it), its event_id, the first rule it breaks (NULL: none) and, when it is valid and dated where
 -- no bill reaches it, its UTC month. Typed Parquet rows are written here as they are read
--- (stage_parquet.typed_keys); the rows of text files and the re-checked rows once classified.
+-- (stage_parquet.TypedSource.keys_insert); the rows of text files and the re-checked rows once classified.
 create or replace temp table {{ keys }} (
     pos             bigint not null,
     phase           integer not null,  -- 0: a re-checked quarantine row, 1: a row of a file
