@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "conformance"
+CONFORMANCE_V12 = SHARED / "conformance-v1.2"  # the cases v1.2 added (level meters)
 # One pinned clock for the whole suite (orchestration/lib/clock.py): no test depends on today's
 # date or the machine's time zone. The default is the hardest day, the 1st of a month inside the
 # grace period; `METERLINE_TEST_NOW=2026-11-17T12:00:00Z pytest` runs the suite on another day
@@ -54,7 +55,7 @@ def run_meterline(args: list[str], *, home: Path, catalog: Path, cwd: Path,
 def shared_conformance() -> Path:
     if not CONFORMANCE.is_dir():
         pytest.skip(MISSING_SHARED)
-    return CONFORMANCE
+    return CONFORMANCE.parent
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
 import duckdb
@@ -42,6 +43,32 @@ def _aggregate(aggregation: str, rows: list[tuple[Decimal, object, str, str | No
     raise AssertionError(f"unknown aggregation {aggregation}")
 
 
+US = timedelta(microseconds=1)
+DIVISORS = {"day": 86_400_000_000, "hour": 3_600_000_000}
+
+
+def _level(aggregation: str, time_unit: str | None, start: datetime, end: datetime,
+           rows: list[tuple[Decimal, datetime]]) -> Decimal:
+    """CONTRACT.md v1.2 section 3, written again for a level set: rows are (value, event_at) of
+    every event of the set before the period's end, earlier periods' included."""
+    carried = sum((v for v, at in rows if at < start), Decimal(0))
+    changes: dict[datetime, Decimal] = defaultdict(Decimal)
+    for v, at in rows:
+        if start <= at < end:
+            changes[at] += v  # events at the same instant act together
+    if aggregation == "running_total":
+        return carried + sum(changes.values(), Decimal(0))
+    level, since, integral = carried, start, Decimal(0)
+    for at in sorted(changes):
+        integral += level * ((at - since) // US)
+        level, since = level + changes[at], at
+    integral += level * ((end - since) // US)
+    divisor = DIVISORS.get(time_unit or "", (end - start) // US)
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return (integral / divisor).quantize(Decimal("1e-12"), rounding=ROUND_HALF_UP)
+
+
 def test_every_published_line_reaggregates_from_the_events_it_names(demo_home):
     con = duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True)
     try:
@@ -55,8 +82,19 @@ def test_every_published_line_reaggregates_from_the_events_it_names(demo_home):
             group by all
         """, [period]).fetchall()
         meters = dict(con.execute("select meter_id, aggregation || '|' || "
-                                  "coalesce(unique_dimension, '') from catalog.meters"
+                                  "coalesce(unique_dimension, time_unit, '') from catalog.meters"
                                   ).fetchall())
+        # level meters: every event of each (customer, item), whatever its period
+        level_rows: dict[tuple, list] = defaultdict(list)
+        for customer, item, value, event_at in con.execute("""
+            select b.customer_id, b.product_item_id, e.value::varchar, e.event_at
+            from marts.fct_billed_events b
+            join raw.usage_events e using (event_id)
+            join catalog.meters m on m.meter_id = e.meter_id
+            where m.aggregation in ('time_weighted_sum', 'running_total')
+                and b.product_item_id is not null
+        """).fetchall():
+            level_rows[(customer, item)].append((Decimal(value), event_at))
         events = con.execute("""
             select b.invoice_id, b.product_item_id, b.usage_period_start, e.value::varchar,
                    e.event_at, e.event_id, e.dimensions, b.line_type
@@ -73,8 +111,19 @@ def test_every_published_line_reaggregates_from_the_events_it_names(demo_home):
         assert line_type == "usage", f"{event_id} names a {line_type} line of a published month"
         named[(invoice_id, item, usage_start)].append((Decimal(value), event_at, event_id, dims))
     checked = set()
+    levels_checked = 0
     for invoice_id, item, usage_start, meter_id, quantity in lines:
         aggregation, dimension = meters[meter_id].split("|")
+        if aggregation in ("time_weighted_sum", "running_total"):
+            start = datetime(usage_start.year, usage_start.month, 1, tzinfo=UTC)
+            end = (start + timedelta(days=32)).replace(day=1)
+            customer = invoice_id.split("-", 2)[2]
+            expected = max(_level(aggregation, dimension, start, end,
+                                  level_rows[(customer, item)]), Decimal(0))
+            assert Decimal(quantity) == expected, (invoice_id, item, aggregation)
+            checked.add((invoice_id, item, usage_start))
+            levels_checked += 1
+            continue
         rows = [(v, at, eid, json.loads(d).get(dimension) if dimension else None)
                 for v, at, eid, d in named.get((invoice_id, item, usage_start), [])]
         expected = max(_aggregate(aggregation, rows), Decimal(0)) if rows else Decimal(0)
@@ -82,7 +131,8 @@ def test_every_published_line_reaggregates_from_the_events_it_names(demo_home):
         checked.add((invoice_id, item, usage_start))
     assert set(named) <= checked, f"events name lines that do not exist: {set(named) - checked}"
     assert {a for a, _ in (m.split("|") for m in meters.values())} == {
-        "sum", "count", "unique_count", "max", "latest"}
+        "sum", "count", "unique_count", "max", "latest", "time_weighted_sum"}
+    assert levels_checked >= 10, "the demo's GB-month lines were not audited"
     # nothing counted twice: an event is named once (the view's key), by one line group
     assert sum(len(v) for v in named.values()) == len({e[5] for e in events})
 

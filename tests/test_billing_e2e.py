@@ -88,7 +88,8 @@ def test_dbt_unit_tests_pass(october_utc, october_home):
     env = dict(os.environ, METERLINE_WAREHOUSE=str(october_home / "home" / "warehouse.duckdb"))
     done = subprocess.run(
         [dbt_executable(), "test", "--select", "test_type:unit", "--vars",
-         "{billing_period: '2026-10-01'}", "--project-dir", str(DBT_PROJECT_DIR),
+         "{billing_period: '2026-10-01', run_instant: '2026-11-01T05:00:00+00:00'}",
+         "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path",
          str(october_home / "dbt-target"), "--log-path", str(october_home / "dbt-logs")],
         env=env, capture_output=True, text=True, check=False, cwd=october_home,

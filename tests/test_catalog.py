@@ -105,7 +105,7 @@ def test_lookup_problems_only_customers_and_meters(tmp_path):
         f.write("r_bad,api_calls,,USD,per_unit,-1,,,2025-01-01,\n")
     catalog = load_catalog(root)
     assert located(lookup_problems(catalog)) == [("customers.csv", 13, "customer_id")]
-    assert ("rates.csv", 28, "unit_price") in located(validate(catalog))
+    assert ("rates.csv", 34, "unit_price") in located(validate(catalog))
 
 
 # --------------------------------------------------------------------------- conformance
@@ -583,7 +583,8 @@ def test_write_catalog_round_trips_exact_values(tmp_path):
     assert con.execute("select * from catalog.product_items order by 1").fetchall() == [
         ("a", "A", "m", "sku=a=b"), ("b", "B", "m", "sku=c"), ("u", "U", "users", None)]
     assert con.execute("select * from catalog.meters order by 1").fetchall() == [
-        ("m", "M", "u", "sum", None), ("users", "Users", "user", "unique_count", "user_id")]
+        ("m", "M", "u", "sum", None, None),
+        ("users", "Users", "user", "unique_count", "user_id", None)]
     types = dict(con.execute(
         "select table_name || '.' || column_name, data_type from information_schema.columns "
         "where table_schema = 'catalog'").fetchall())

@@ -1,5 +1,6 @@
-"""Every worked case of ../shared/conformance, run through the real CLI (procedure in its
-README): fresh home, TZ=America/New_York, commands in order, then the warehouse compared."""
+"""Every worked case of ../shared/conformance and ../shared/conformance-v1.2, run through the
+real CLI (procedure in its README): fresh home, TZ=America/New_York, commands in order, then
+the warehouse compared."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import CONFORMANCE, MISSING_SHARED, run_meterline
+from tests.conftest import CONFORMANCE, CONFORMANCE_V12, MISSING_SHARED, run_meterline
 
-# Without the shared folder, one skipped case says why (an empty list would only say that the
-# parameter set is empty).
-CASES = (sorted(p.name for p in CONFORMANCE.iterdir() if p.is_dir()) if CONFORMANCE.is_dir()
+# Each case as "<folder>/<case>" under ../shared. Without the shared folder, one skipped case
+# says why (an empty list would only say that the parameter set is empty).
+CASES = ([f"{folder.name}/{p.name}" for folder in (CONFORMANCE, CONFORMANCE_V12)
+          if folder.is_dir() for p in sorted(folder.iterdir()) if p.is_dir()]
+         if CONFORMANCE.is_dir()
          else [pytest.param("none", marks=pytest.mark.skip(reason=MISSING_SHARED))])
 def _period(key: str) -> date:
     return date.fromisoformat(key + "-01")

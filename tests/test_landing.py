@@ -605,7 +605,7 @@ def test_timestamps(home: Home) -> None:
         "g8": ('"1772323200001"', "2026-03-01T00:00:00.001Z"),
         "g9": ('"2026-11-01T02:00:00Z"', "2026-11-01T02:00:00Z"),
         "g10": ('"2026-03-08T02:30:00-05:00"', "2026-03-08T07:30:00Z"),
-        "g11": ("0", "1970-01-01T00:00:00Z"),
+        "g11": ("1000000000000", "2001-09-09T01:46:40Z"),  # 10^12: the smallest epoch ms
     }
     bad = {
         "x1": '"2026-02-29T00:00:00Z"',  # not a leap year
@@ -622,6 +622,9 @@ def test_timestamps(home: Home) -> None:
         "x12": '"2026-04-31T00:00:00Z"',
         "x13": "true",
         "x14": '"2026-03-01T00:00:00.Z"',
+        "x15": "0",  # below 10^12 ms: epoch seconds, most likely (CONTRACT.md v1.2)
+        "x16": "1772323200",
+        "x17": '"999999999999"',
     }
     lines = [json.dumps({"event_id": k, "customer_id": "c1", "meter": "s"})[:-1]
              + f', "timestamp": {v}}}' for k, (v, _) in good.items()]

@@ -484,7 +484,8 @@ def _failing_dbt_tests(path: Path, tmp_path: Path) -> set[str]:
     target = tmp_path / "dbt-target"
     done = subprocess.run(
         [dbt_executable(), "test", "--select", "test_type:data", "--vars",
-         "{billing_period: '2026-10-01'}", "--project-dir", str(DBT_PROJECT_DIR),
+         "{billing_period: '2026-10-01', run_instant: '2026-11-01T05:00:00+00:00'}",
+         "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
          "--log-path", str(tmp_path / "dbt-logs")],
         env=dict(os.environ, METERLINE_WAREHOUSE=str(path)), capture_output=True, text=True,

@@ -121,9 +121,11 @@ checked_items as (
         adjusted.customer_id,
         adjusted.usage_period_start,
         adjusted.product_item_id,
-        current_usage.current_quantity as expected_quantity,
+        -- no usage row for P now: the item is no longer live in P (a level carried back to
+        -- 0), and a re-bill of P gives it no lines: 0
+        coalesce(current_usage.current_quantity, 0) as expected_quantity,
         billed_items.billed_quantity,
-        restated_items.restated_amount as expected_amount,
+        coalesce(restated_items.restated_amount, 0) as expected_amount,
         billed_items.billed_amount
 
     from adjusted

@@ -46,6 +46,12 @@ published_periods as (
 
 ),
 
+meters as (
+
+    select * from {{ ref('stg_catalog__meters') }}
+
+),
+
 late_usage as (
 
     select * from {{ ref('int_late_usage_selected') }}
@@ -140,7 +146,13 @@ checked_late_usage as (
         on late_usage.customer_id = named_late_events.customer_id
         and late_usage.usage_period_start = named_late_events.usage_period_start
         and late_usage.product_item_id = named_late_events.product_item_id
-    where late_usage.late_event_count <> coalesce(named_late_events.named_event_count, 0)
+    left join meters
+        on late_usage.meter_id = meters.meter_id
+    -- a late event of a level meter also restates the periods after its own, but is named only
+    -- with its own period: for those, the named events are at most the late ones
+    where (not coalesce(meters.is_level, false)
+            and late_usage.late_event_count <> coalesce(named_late_events.named_event_count, 0))
+        or coalesce(named_late_events.named_event_count, 0) > late_usage.late_event_count
 
 )
 

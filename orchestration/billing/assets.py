@@ -132,7 +132,8 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
             preloading = None
             for event in dbt.cli(
                 ["build", "--exclude-resource-type", "unit_test",
-                 "--vars", json.dumps({"billing_period": period_start.isoformat()})],
+                 "--vars", json.dumps({"billing_period": period_start.isoformat(),
+                                       "run_instant": clock.run_instant(context).isoformat()})],
                 context=context, target_path=target,
             ).stream():
                 # the reconciliation checks after this step need great-expectations: import it

@@ -115,7 +115,8 @@ def reconciliation(context: dg.AssetCheckExecutionContext, meterline: MeterlineR
     period_start = periods.period_from_key(context.op_execution_context.partition_key)
     catalog = load_catalog(cfg.catalog_dir)
     with meterline.writer() as con:
-        results = run_checks(con, catalog, period_start)
+        results = run_checks(con, catalog, period_start,
+                             run_instant=clock.run_instant(context.op_execution_context))
         record(con, context.run.run_id, period_start, results, clock.now())
     meterline.refresh_snapshot()
     for check, result in zip(CHECKS, results, strict=True):

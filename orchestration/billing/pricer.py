@@ -302,12 +302,15 @@ class Pricer:
 
 @dataclass(frozen=True)
 class ItemUsage:
-    """One item's raw aggregate for a customer and period (``quantity`` may be negative)."""
+    """One item's raw aggregate for a customer and period (``quantity`` may be negative). For
+    an item of a level meter, ``carried_level`` is the level carried into the period (a non-zero
+    one makes the item live without an event of its own); None on other meters."""
 
     customer_id: str
     product_item_id: str
     quantity: Decimal
     event_count: int = 0
+    carried_level: Decimal | None = None
 
 
 def price_period(catalog: Parsed | Catalog, usage: Iterable[ItemUsage],

@@ -80,8 +80,11 @@ def catalog_rows(parsed: Parsed, *, period_start: date, customer_ids: set[str],
         rows[f"product_items.csv {item_id}"] = "|".join(
             map(_text, (item.meter_id, item.dimension_filter)))
         meter = meters.get(item.meter_id)
+        # time_unit only on level meters, so the fingerprint of a period priced before
+        # v1.2 (no time_unit column) is unchanged
         rows[f"meters.csv {item.meter_id}"] = "(removed)" if meter is None else "|".join(
-            map(_text, (meter.aggregation, meter.unique_dimension)))
+            map(_text, (meter.aggregation, meter.unique_dimension)
+                + ((meter.time_unit,) if meter.is_level else ())))
     known_rates = {r.rate_id: r for r in parsed.rates}
     for rate_id in rate_ids:
         rate = known_rates.get(rate_id)

@@ -19,7 +19,7 @@ CATALOG_DDL = {
         currency varchar not null, active_from date, active_to date)""",
     "meters": """create or replace table catalog.meters (
         meter_id varchar not null primary key, display_name varchar, unit varchar,
-        aggregation varchar not null, unique_dimension varchar)""",
+        aggregation varchar not null, unique_dimension varchar, time_unit varchar)""",
     "product_items": """create or replace table catalog.product_items (
         product_item_id varchar not null primary key, display_name varchar,
         meter_id varchar not null, dimension_filter varchar)""",
@@ -39,7 +39,7 @@ CATALOG_DDL = {
 
 CATALOG_INSERT = {
     "customers": "?, ?, ?, ?::date, ?::date",
-    "meters": "?, ?, ?, ?, ?",
+    "meters": "?, ?, ?, ?, ?, ?",
     "product_items": "?, ?, ?, ?",
     "rates": "?, ?, ?, ?, ?, ?::decimal(38, 12), ?::decimal(38, 12), ?::decimal(38, 12), "
              "?::date, ?::date",
@@ -71,8 +71,8 @@ def write_catalog(con: duckdb.DuckDBPyConnection, catalog: Catalog,
     data: dict[str, list[tuple]] = {
         "customers": [(c.customer_id, c.customer_name, c.currency, iso(c.active_from),
                        iso(c.active_to)) for c in parsed.customers],
-        "meters": [(m.meter_id, m.display_name, m.unit, m.aggregation, m.unique_dimension)
-                   for m in parsed.meters],
+        "meters": [(m.meter_id, m.display_name, m.unit, m.aggregation, m.unique_dimension,
+                    m.time_unit) for m in parsed.meters],
         "product_items": [(i.product_item_id, i.display_name, i.meter_id, i.dimension_filter)
                           for i in parsed.product_items],
         "rates": [(r.rate_id, r.product_item_id, r.customer_id, r.currency, r.pricing_model,

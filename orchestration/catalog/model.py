@@ -29,7 +29,11 @@ from decimal import Decimal, InvalidOperation
 from orchestration.catalog.problems import Problem
 from orchestration.catalog.read import FILES, Catalog, Row, read_currencies
 
-AGGREGATIONS = ("sum", "count", "unique_count", "max", "latest")
+AGGREGATIONS = ("sum", "count", "unique_count", "max", "latest", "time_weighted_sum",
+                "running_total")
+#: level meters (CONTRACT.md v1.2 section 3): each event is a signed change of a level
+LEVEL_AGGREGATIONS = ("time_weighted_sum", "running_total")
+TIME_UNITS = ("period", "day", "hour")
 PRICING_MODELS = ("per_unit", "package", "graduated", "volume")
 TIERED_MODELS = ("graduated", "volume")
 CUSTOMER_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -63,6 +67,11 @@ class Meter:
     unit: str | None
     aggregation: str | None
     unique_dimension: str | None
+    time_unit: str | None = None  # period (also when empty), day, hour: time_weighted_sum only
+
+    @property
+    def is_level(self) -> bool:
+        return self.aggregation in LEVEL_AGGREGATIONS
 
 
 @dataclass(frozen=True)
@@ -299,8 +308,16 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
         elif aggregation not in (None, "unique_count") and unique_dimension is not None:
             f.problem("unique_dimension", f"unique_dimension ({unique_dimension}) is only for "
                       f"unique_count meters, not {aggregation}; leave it empty")
+        time_unit = f.text("time_unit")
+        if time_unit is not None and time_unit not in TIME_UNITS:
+            f.problem("time_unit", f"time_unit {time_unit!r} is not one of period, day, hour")
+        elif time_unit is not None and aggregation not in (None, "time_weighted_sum"):
+            f.problem("time_unit", f"time_unit ({time_unit}) is only for time_weighted_sum "
+                      f"meters, not {aggregation}; leave it empty")
+        time_unit = ((time_unit if time_unit in TIME_UNITS else "period")
+                     if aggregation == "time_weighted_sum" else None)  # empty: period
         meters.append(Meter(row.row, meter_id, f.text("display_name"), f.text("unit"),
-                            aggregation, unique_dimension))
+                            aggregation, unique_dimension, time_unit))
 
     items = []
     for row in catalog.product_items:

@@ -14,10 +14,20 @@ item (or meter), never an engine error naming nobody. DECIMAL(38,12) holds |x| <
    (n - 1) * package_size and n * package_size, which overflow DECIMAL(38,12) when
    quantity + package_size is near 10^26. (exact_line_amount, the quantity x unit_price
    product, never overflows: its guards name the line first.)
-Both checks are exact: a DOUBLE estimate picks the candidates (same-sign sums, so its relative
-error stays below n x 2^-53, far below the 10^-6 margin for any realistic number of events),
-then integer and fractional parts summed apart (no overflow) decide; the package check
-evaluates the macro's own expressions under try().
+3. Level meters (time_weighted_sum, running_total; int_level_usage_periods) carry a level from
+   period to period, so every month from a set's first event to the current month counts: the
+   level (a running sum of the values, like a `sum` meter's total) and, for time_weighted_sum,
+   the integral (level x duration in microseconds, up to 2.68 x 10^12 in a month, summed) must
+   stay below 10^26, and their accumulated parts below 1.7 x 10^26, for each item's events,
+   the events no item matches and the meter's own level (all its events).
+The first two checks are exact: a DOUBLE estimate picks the candidates (same-sign sums, so its
+relative error stays below n x 2^-53, far below the 10^-6 margin for any realistic number of
+events), then integer and fractional parts summed apart (no overflow) decide; the package check
+evaluates the macro's own expressions under try(). The level check is a safe estimate: the
+candidates are the (customer, level meter) pairs whose absolute values add up to the limit
+(divided by a 31-day month for time_weighted_sum), below which no figure can reach it; their
+figures are then bounded per set and month in DOUBLE (``sql/overflow_levels.sql``), so a
+problem is named only where a figure comes within a millionth of the limit.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import duckdb
 
 from orchestration.catalog.model import Parsed, iso, plain
 from orchestration.catalog.problems import Problem
+from orchestration.lib import clock
 from orchestration.lib.periods import next_period
 from orchestration.lib.readers import format_quantity, table_exists
 from orchestration.lib.sql import read_sql
@@ -57,6 +68,22 @@ RESTATED_SQL = """restated as (
       on cast(date_trunc('month', e.event_at at time zone 'UTC') as date) = p.billing_period_start
     where p.billing_period_start < ?::date and e.landed_at > p.published_at
 ),"""
+# Candidates: (customer, level meter) whose absolute values (x a 31-day month in microseconds
+# for time_weighted_sum) add up to about 10^26 or more; below that, no level, integral or part
+# of one can reach 10^26.
+LEVEL_CANDIDATES_SQL = """
+select e.customer_id, e.meter_id
+from raw.usage_events as e
+join _meterline_check_meter_aggs as m
+  on m.meter_id = e.meter_id and m.aggregation in ('time_weighted_sum', 'running_total')
+group by all
+having sum(abs(cast(e.value as double)))
+       * case when any_value(m.aggregation) = 'time_weighted_sum' then ? else 1 end >= ?
+"""
+_LONGEST_MONTH_US = 31 * 86_400_000_000
+_LIMIT = 1e26 * (1 - 1e-6)  # DECIMAL(38,12) holds less than 10^26
+_ACCUMULATOR_LIMIT = _HUGEINT_MAX / _UNITS * (1 - 1e-6)  # 1.7 x 10^26
+
 OR_RESTATED_SQL = """or (e.event_at < ?::timestamptz and exists (
               select 1 from restated as r
               where r.customer_id = e.customer_id and r.usage_period_start
@@ -82,7 +109,7 @@ def overflow_problems(con: duckdb.DuckDBPyConnection, parsed: Parsed,
              if r.rate_id and r.product_item_id and r.currency and r.pricing_model
              and r.dates_ok and r.effective_from is not None]
     tables = ("_meterline_check_meter_aggs", "_meterline_check_price_rates",
-              "_meterline_check_overflow_groups")
+              "_meterline_check_overflow_groups", "_meterline_check_level_groups")
     con.execute("create or replace temp table _meterline_check_meter_aggs (meter_id varchar,"
                 " aggregation varchar, unique_dimension varchar)")
     con.execute("create or replace temp table _meterline_check_price_rates (rate_id varchar,"
@@ -90,6 +117,8 @@ def overflow_problems(con: duckdb.DuckDBPyConnection, parsed: Parsed,
                 " currency varchar, pricing_model varchar, package_size decimal(38, 12),"
                 " free_units decimal(38, 12), effective_from date, effective_to date)")
     con.execute("create or replace temp table _meterline_check_overflow_groups ("
+                "customer_id varchar, meter_id varchar)")
+    con.execute("create or replace temp table _meterline_check_level_groups ("
                 "customer_id varchar, meter_id varchar)")
     try:
         if meters:
@@ -108,6 +137,15 @@ def overflow_problems(con: duckdb.DuckDBPyConnection, parsed: Parsed,
             # Exact sums for the candidates, per month, item (NULL: unbilled) and sign, in
             # integer parts and 10^-12 units of the fractional parts: neither can overflow.
             sums = con.execute(read_sql(__file__, "overflow_sum_exact.sql")).fetchall()
+        levels = []
+        level_candidates = con.execute(LEVEL_CANDIDATES_SQL, [_LONGEST_MONTH_US,
+                                                              _LIMIT]).fetchall()
+        if level_candidates:
+            con.executemany("insert into temp._meterline_check_level_groups values (?, ?)",
+                            level_candidates)
+            current_month = clock.today().replace(day=1)
+            levels = con.execute(read_sql(__file__, "overflow_levels.sql"),
+                                 [current_month]).fetchall()
         restated = table_exists(con, "billing", "published_periods") and con.execute(
             "select count(*) from billing.published_periods where billing_period_start < ?",
             [period_start]).fetchone()[0] > 0
@@ -127,7 +165,8 @@ def overflow_problems(con: duckdb.DuckDBPyConnection, parsed: Parsed,
     finally:
         for table in tables:
             con.execute(f"drop table if exists temp.{table}")
-    return _sum_overflow_problems(sums) + _package_overflow_problems(packages)
+    return (_sum_overflow_problems(sums) + _level_overflow_problems(levels)
+            + _package_overflow_problems(packages))
 
 
 def _sum_overflow_problems(rows: list[tuple]) -> list[Problem]:
@@ -175,6 +214,66 @@ def _sum_overflow_problems(rows: list[tuple]) -> list[Problem]:
                      f"brings each total below 10^26")
         problems.append(Problem("raw.usage_events", None, "value", head + what,
                                 f"{customer_id}, {meter_id}, {period}"))
+    return problems
+
+
+def _level_overflow_problems(rows: list[tuple]) -> list[Problem]:
+    """One problem per (customer, level set) whose bounds reach a limit in some month: each
+    item's, the unbilled events', or, when none of those does, the meter's own level."""
+    flagged: dict[tuple, list[tuple]] = defaultdict(list)
+    largest: dict[tuple, tuple[Decimal, str]] = {}  # per set: its largest change (any month)
+    for (customer_id, meter_id, level_set, aggregation, month, _count, level_hi, level_acc_hi,
+         integral_hi, term_hi, integral_acc_hi, sets_level_hi, sets_integral_hi,
+         largest_event, largest_value) in rows:
+        key = (customer_id, meter_id, level_set)
+        if largest_event is not None and (key not in largest
+                                          or Decimal(largest_value) > largest[key][0]):
+            largest[key] = (Decimal(largest_value), largest_event)
+        if level_set is None:  # the meter's level: the build adds up its sets' figures
+            level_over = level_hi >= _LIMIT or sets_level_hi >= _ACCUMULATOR_LIMIT
+            integral_over = integral_hi >= _LIMIT or sets_integral_hi >= _ACCUMULATOR_LIMIT
+        else:
+            level_over = level_hi >= _LIMIT or level_acc_hi >= _ACCUMULATOR_LIMIT
+            integral_over = (integral_hi >= _LIMIT or term_hi >= _LIMIT
+                             or integral_acc_hi >= _ACCUMULATOR_LIMIT)
+        integral_over = integral_over and aggregation == "time_weighted_sum"
+        if level_over or integral_over:
+            flagged[key].append((month, aggregation, level_over, integral_over, level_hi,
+                                 max(integral_hi, term_hi)))
+    sets_flagged = {(c, m) for c, m, level_set in flagged if level_set is not None}
+    problems = []
+    for (customer_id, meter_id, level_set), months in flagged.items():
+        if level_set is None and (customer_id, meter_id) in sets_flagged:
+            continue  # the meter's level overflows through a set already named
+        aggregation = months[0][1]
+        if level_set is None:
+            what = f"meter {meter_id} ({aggregation}, its level over all its events)"
+        elif level_set == "":
+            what = f"meter {meter_id}'s unbilled usage ({aggregation}, the events no item matches)"
+        else:
+            what = f"item {level_set} (meter {meter_id}, {aggregation})"
+        first = min(m[0] for m in months)
+        later = len(months) - 1
+        when = f"period {first:%Y-%m}" + (f" and {later} later period{'s' if later != 1 else ''}"
+                                           if later else "")
+        figures = []
+        if any(m[2] for m in months):
+            figures.append(f"its level (the running sum of its events' values) reaches about "
+                           f"{max(m[4] for m in months):.3g}")
+        if any(m[3] for m in months):
+            figures.append(f"its level x duration (in microseconds, up to 2.68 x 10^12 in a "
+                           f"month) about {max(m[5] for m in months):.3g}")
+        size, event_id = largest[(customer_id, meter_id, level_set)]
+        biggest = f" (the largest change {event_id}, {format_quantity(size)} in size)"
+        problems.append(Problem(
+            "raw.usage_events", None, "value",
+            f"customer {customer_id}, {what}, {when}: {' and '.join(figures)}{biggest}, more "
+            f"than DECIMAL(38,12) holds (less than 10^26 in size); a level carries into every "
+            f"later month, so no month can be billed until these values are corrected at their "
+            f"source (landed events are never removed or changed by Meterline): keep a level "
+            f"below 10^26 and, for time_weighted_sum, below about 3.7 x 10^13 held for a whole "
+            f"month (e.g. measure it in a larger unit)",
+            f"{customer_id}, {level_set or meter_id}"))
     return problems
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
+from decimal import Decimal
 
 import duckdb
 
@@ -22,8 +23,10 @@ from orchestration.catalog.read import Catalog
 from orchestration.catalog.rules import validate
 from orchestration.lib import snapshot
 from orchestration.lib.periods import next_period
-from orchestration.lib.readers import WarehouseBusy, table_exists
+from orchestration.lib.readers import WarehouseBusy, format_quantity, table_exists
 from orchestration.lib.sql import read_sql
+
+_UNITS = 10 ** 12  # DECIMAL(38,12)'s units per 1
 
 
 def ingest_lookup(catalog: Catalog) -> tuple[set[str], dict[str, str]]:
@@ -52,11 +55,14 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
                     currencies: Mapping[str, int] | None = None) -> list[Problem]:
     """Problems of the period being billed: a customer with landed usage of an item in
     [period_start, next month) (UTC) and no rate in effect on period_start in its currency
-    (neither its own nor a list price); also landed events (of any month) whose customer is no
-    longer in customers.csv or whose meter is no longer in meters.csv; and arithmetic that
-    would overflow DECIMAL(38,12) in the build (``overflow_problems``: a `sum` meter's total
-    in any month, the package count of the periods this bill prices), named by customer and
-    meter or item.
+    (neither its own nor a list price); the item is live in the period (CONTRACT.md section 4)
+    when one of the period's events matches it or, for a level meter, when the level it carries
+    into the period (the sum of the values of the customer's events it matches before
+    period_start) is not 0, even with no event in the period. Also landed events (of any month)
+    whose customer is no longer in customers.csv or whose meter is no longer in meters.csv; and
+    arithmetic that would overflow DECIMAL(38,12) in the build (``overflow_problems``: a `sum`
+    meter's total in any month, a level meter's level or level x duration in any month, the
+    package count of the periods this bill prices), named by customer and meter or item.
 
     Set-based over raw.usage_events; the catalog goes in as temp tables, so ``catalog.*``
     need not be loaded (and a read-only connection works). On the readers' snapshot, which
@@ -71,7 +77,9 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
     if not table_exists(con, "raw", "usage_events"):
         return []
     parsed = parse(catalog, currencies)
-    items = [(i.product_item_id, i.meter_id, i.filter_key, i.filter_value)
+    level_meters = {m.meter_id for m in parsed.meters if m.meter_id and m.is_level}
+    items = [(i.product_item_id, i.meter_id, i.filter_key, i.filter_value,
+              i.meter_id in level_meters)
              for i in parsed.product_items
              if i.product_item_id and i.meter_id and i.filter_ok]
     customers = [(c.customer_id, c.currency) for c in parsed.customers if c.customer_id]
@@ -79,24 +87,24 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
     rates = [(r.product_item_id, r.customer_id, r.currency) for r in parsed.rates
              if r.product_item_id and r.currency and r.in_effect(period_start)]
     con.execute("create or replace temp table _meterline_check_items (product_item_id varchar,"
-                " meter_id varchar, filter_key varchar, filter_value varchar)")
+                " meter_id varchar, filter_key varchar, filter_value varchar, is_level boolean)")
     con.execute("create or replace temp table _meterline_check_customers ("
                 "customer_id varchar, currency varchar)")
     con.execute("create or replace temp table _meterline_check_rates (product_item_id varchar,"
                 " customer_id varchar, currency varchar)")
     con.execute("create or replace temp table _meterline_check_meters (meter_id varchar)")
     try:
-        for table, rows, width in (("_meterline_check_items", items, 4),
+        for table, rows, width in (("_meterline_check_items", items, 5),
                                    ("_meterline_check_customers", customers, 2),
                                    ("_meterline_check_rates", rates, 3),
                                    ("_meterline_check_meters", meters, 1)):
             if rows:
                 placeholders = ", ".join("?" * width)
                 con.executemany(f"insert into temp.{table} values ({placeholders})", rows)
-        end = next_period(period_start)
+        start = f"{period_start.isoformat()} 00:00:00+00"
+        end = f"{next_period(period_start).isoformat()} 00:00:00+00"
         found = con.execute(read_sql(__file__, "period_unpriced_usage.sql"),
-                            [f"{period_start.isoformat()} 00:00:00+00",
-                             f"{end.isoformat()} 00:00:00+00"]).fetchall()
+                            [start, end, start]).fetchall()
         # Landed events of any month whose customer or meter is no longer in the catalog: every
         # month's meter usage keeps them, so billing any month needs the rows back.
         removed = con.execute(read_sql(__file__, "removed_ids.sql")).fetchall()
@@ -117,8 +125,15 @@ def period_problems(con: duckdb.DuckDBPyConnection, catalog: Catalog, period_sta
             f"row back" + (" (to stop billing the customer, give it an active_to)"
                            if kind == "customer" else ""), key))
     problems += overflows
-    for customer_id, currency, item_id, count, first_event in found:
-        events = f"{count} event{'s' if count != 1 else ''}, e.g. {first_event}"
+    for (customer_id, currency, item_id, count, first_event, integer_part, fraction_units,
+         earlier, first_earlier) in found:
+        if count:
+            events = f"{count} event{'s' if count != 1 else ''}, e.g. {first_event}"
+        else:  # a level meter's item, live through the level it carries into the period
+            level = format_quantity(Decimal(integer_part) + Decimal(fraction_units) / _UNITS)
+            events = (f"no {period} event, but a level of {level} carried in from "
+                      f"{earlier} earlier event{'s' if earlier != 1 else ''}, e.g. "
+                      f"{first_earlier}")
         problems.append(Problem(
             "rates.csv", None, "product_item_id",
             f"{customer_id} ({currency or 'no valid currency'}) has {period} usage of "

@@ -13,7 +13,8 @@ from orchestration.catalog.read import Catalog
 
 def summary(catalog: Catalog, on: date, currencies: Mapping[str, int] | None = None) -> str:
     """A plain-text overview for ``meterline catalog``: customers by currency, meters by
-    aggregation, items, the rates in effect on ``on`` per item and currency, commitments."""
+    aggregation (a time_weighted_sum meter with its time_unit), items, the rates in effect on
+    ``on`` per item and currency, commitments."""
     p = parse(catalog, currencies)
     lines: list[str] = []
     by_currency = Counter(c.currency for c in p.customers if c.currency)
@@ -28,8 +29,9 @@ def summary(catalog: Catalog, on: date, currencies: Mapping[str, int] | None = N
         lines.append(f"  not active on {on}: {', '.join(not_active)}")
 
     by_aggregation: dict[str, list[str]] = defaultdict(list)
-    for m in p.meters:
-        by_aggregation[m.aggregation or "?"].append(m.meter_id or "?")
+    for m in p.meters:  # a time_weighted_sum meter with its time_unit: "storage_gb per period"
+        by_aggregation[m.aggregation or "?"].append(
+            (m.meter_id or "?") + (f" per {m.time_unit}" if m.time_unit else ""))
     lines.append(f"{len(p.meters)} meters: " + "; ".join(
         f"{agg} {len(ids)} ({', '.join(ids)})" for agg, ids in sorted(by_aggregation.items())))
     priced_meters = {i.meter_id for i in p.product_items}

@@ -20,7 +20,7 @@ from orchestration.instance import (
     prepare_instance,
     writer_turn,
 )
-from orchestration.lib import diskspace
+from orchestration.lib import clock, diskspace
 from orchestration.lib.settings import Settings
 
 
@@ -102,7 +102,8 @@ def run_job(cfg: Settings, job_name: str, *, partition_key: str | None = None,
             instance=instance,
             partition_key=partition_key,
             raise_on_error=False,
-            tags={"meterline/pid": str(os.getpid()), "meterline/source": "cli", **(tags or {})},
+            tags={"meterline/pid": str(os.getpid()), "meterline/source": "cli",
+                  **clock.run_instant_tag(), **(tags or {})},
         )
     outcome = RunOutcome(success=result.success, run_id=result.run_id)
     for event in result.all_events:

@@ -81,6 +81,8 @@ def format_report(doc: dict[str, Any] | None) -> str:
             if reasons:
                 text = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
                 lines.append(f"  quarantined in {escape_name(f['source_file'])}: {text}")
+            for note in f.get("notes") or []:
+                lines.append(f"  note on {escape_name(f['source_file'])}: {note}")
     else:
         lines.append("no new files")
     relanded = doc.get("relanded") or {}

@@ -50,3 +50,29 @@ def now() -> datetime:
 def today() -> date:
     """The current UTC date."""
     return now().date()
+
+
+#: the run tag holding a run's one instant (ISO-8601, UTC, microseconds): what a month-to-date
+#: level meter accrues up to (CONTRACT.md v1.2 section 3), the same for every step of the run
+RUN_INSTANT_TAG = "meterline/run_instant"
+
+
+def run_instant_tag() -> dict[str, str]:
+    """The tag a launcher gives a run: now, truncated to microseconds (a datetime already is)."""
+    return {RUN_INSTANT_TAG: now().isoformat()}
+
+
+def run_instant(context) -> datetime:
+    """The instant of the Dagster run of ``context`` (an op or asset context): its
+    ``meterline/run_instant`` tag, or for a run launched without one (the UI's launchpad) the
+    moment the run was created, so every step of one run sees the same instant."""
+    tagged = context.run.tags.get(RUN_INSTANT_TAG)
+    if tagged:
+        return parse_instant(tagged)
+    record = context.instance.get_run_record_by_id(context.run_id)
+    created = record.create_timestamp if record is not None else None
+    if created is None:
+        return now()
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return created.astimezone(UTC)

@@ -32,14 +32,17 @@ invoices as (
 
     select
         invoice_id, customer_id, billing_period_start, billing_period_end, currency,
-        subtotal, total, line_count, status, invoice_number, issued_at
+        subtotal, total, line_count, status, invoice_number, issued_at,
+        -- a period is published only once it is over: its usage accrued to its end
+        {{ instant_from_microseconds(utc_date_microseconds('billing_period_end')) }}
+            as usage_accrued_to
     from published_invoices
 
     union all
 
     select
         invoice_id, customer_id, billing_period_start, billing_period_end, currency,
-        subtotal, total, line_count, status, invoice_number, issued_at
+        subtotal, total, line_count, status, invoice_number, issued_at, usage_accrued_to
     from draft_invoices
 
 )
@@ -55,6 +58,7 @@ select
     cast(line_count as integer) as line_count,
     status,
     invoice_number,
-    issued_at
+    issued_at,
+    cast(usage_accrued_to as {{ timestamp_tz_type() }}) as usage_accrued_to
 
 from invoices

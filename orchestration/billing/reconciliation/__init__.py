@@ -25,10 +25,12 @@ Checks (what each compares):
   that raw.landed_files does not record.
 - ``events_counted_once`` (``usage``): per (customer, meter) of the period, the raw event count =
   ``fct_meter_usage.event_count`` and the meter's aggregation recomputed from the raw events =
-  ``fct_meter_usage.quantity``; one fct row per key, none without events.
+  ``fct_meter_usage.quantity``; one fct row per key, none without events, except a level
+  meter's row of a non-zero carried level (event_count 0), which must be there.
 - ``rated_quantity_matches_usage`` (``rated``): per (invoice, item), the usage lines' quantities
   add up to max(item aggregate, 0), the aggregate recomputed from the raw events the item's
-  filter matches; every item with usage has lines; no event matches two items.
+  filter matches; every item with usage has lines (a level meter's item: every live item, one
+  with an event of the period or a non-zero level carried in); no event matches two items.
 - ``line_amounts_match_decimal_pricer`` (``amounts``): the Decimal pricer's usage and
   minimum_commitment lines vs ``fct_invoice_lines``: the same (customer, line type, item, tier)
   set, equal amounts to the minor unit, equal quantity, unit price and currency.
@@ -38,8 +40,19 @@ Checks (what each compares):
   and line amounts as integer minor units: known currency and within a sane range, the one claim
   no dbt test states. Only keys and integers reach pandas: money is never summed as floats.
 
+Level meters (``time_weighted_sum``, ``running_total``; ``levels``): per set (the customer's
+events of the meter, an item's, the unbilled ones) the level is recomputed step by step from the
+set's events before the period's end: the level carried in, then the level from each distinct
+instant of the period's events on (a window) and how long it holds, the integral being the sum of
+level x duration in exact integers, divided by the time unit in Python and rounded once to 12
+places, half away from zero. The dbt models use a closed form instead. A month not yet over
+accrues up to the run's instant (``run_checks(..., run_instant=)``, as the dbt build of the same
+run). A customer with a non-zero level carried in by an item's or the unbilled events must get
+an invoice.
+
 Scope: the marts are read for ``billing_period_start = period_start`` only. Events are those of
-the period (the UTC month of ``event_at``). For a published period, lines and recipients are
-compared with the events landed up to its ``published_at`` (later ones are late usage, billed by
-adjustments elsewhere); meter and unbilled usage cover all events landed so far, as the marts do.
+the period (the UTC month of ``event_at``), and for level meters every earlier event too. For a
+published period, lines and recipients are compared with the events landed up to its
+``published_at`` (later ones are late usage, billed by adjustments elsewhere; a level's too);
+meter and unbilled usage cover all events landed so far, as the marts do.
 """

@@ -1,5 +1,7 @@
 """``rated_quantity_matches_usage``: the quantities of every item's usage lines against the
-item's aggregate recomputed from the raw events its filter matches."""
+item's aggregate recomputed from the raw events its filter matches (for an item of a level
+meter, the aggregate of its level; the item is live, and has lines, when one of the period's
+events matches it or the level it carries in is not 0)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from decimal import Decimal
 
 from orchestration.billing.reconciliation.result import Findings, plain
 from orchestration.billing.reconciliation.run import Run
+
+
+def _is_level(run: Run, item: str) -> bool:
+    return run.item_meters.get(item) in run.level_meters
 
 
 def rated_quantity_matches_usage(run: Run) -> Findings:
@@ -43,12 +49,16 @@ def rated_quantity_matches_usage(run: Run) -> Findings:
         expected = None if u is None or u.quantity is None else max(u.quantity, Decimal(0))
         problems = []
         if u is None:
-            problems.append("usage lines but no event of the period matches the item")
+            problems.append("usage lines but no event of the period matches the item"
+                            + (" and the level it carries in is 0: it is not live"
+                               if _is_level(run, item) else ""))
         elif u.quantity is None:
             problems.append("no aggregate: the item's meter is not in meters.csv")
         elif with_q != line_count or lines_q != expected:
             problems.append(f"lines add up to {plain(lines_q)}, Q = max({plain(u.quantity)}, "
-                            f"0) = {plain(expected)}")
+                            f"0) = {plain(expected)}"
+                            + ("" if u.carried_level is None
+                               else f" (level {plain(u.carried_level)} carried in)"))
         if invoice_id != run.invoice_prefix + str(customer):
             problems.append(f"on invoice {invoice_id}, not {run.invoice_prefix}{customer}")
         if problems:
@@ -57,6 +67,7 @@ def rated_quantity_matches_usage(run: Run) -> Findings:
                 "expected_quantity": expected, "lines_quantity": lines_q,
                 "aggregate": None if u is None else u.quantity,
                 "event_count": None if u is None else u.event_count,
+                "carried_level": None if u is None else u.carried_level,
                 "line_count": line_count, "problems": problems})
     for (customer, item), invoices in seen.items():
         if len(invoices) > 1:
@@ -70,9 +81,11 @@ def rated_quantity_matches_usage(run: Run) -> Findings:
                 "expected_quantity": (None if u.quantity is None
                                       else max(u.quantity, Decimal(0))),
                 "lines_quantity": None, "aggregate": u.quantity, "event_count": u.event_count,
-                "line_count": 0,
+                "carried_level": u.carried_level, "line_count": 0,
                 "problems": [f"{u.event_count} event(s) match the item but it has no usage "
-                             "line"]})
+                             "line" if u.event_count or u.carried_level is None
+                             else f"the level {plain(u.carried_level)} it carries in makes it "
+                             "live (no event of its own), but it has no usage line"]})
     if multi_count:
         differences.append({"events_matching_several_items": multi_count,
                             "examples": [{"event_id": e, "product_item_ids": list(i)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 
@@ -65,10 +65,13 @@ CHECKS: tuple[Check, ...] = (
 def run_checks(con: duckdb.DuckDBPyConnection,
                catalog: Catalog | Parsed,
                period_start: date, *, checks: Iterable[str] | None = None,
-               currencies: Mapping[str, int] | None = None) -> list[CheckResult]:
+               currencies: Mapping[str, int] | None = None,
+               run_instant: datetime | None = None) -> list[CheckResult]:
     """Every reconciliation check of ``period_start`` (the first day of a month), in
     ``CHECKS`` order, or only ``checks``. ``catalog`` is the price book as read
-    (``catalog.load_catalog``) or already typed (``catalog.parse``). Uses temp tables named
+    (``catalog.load_catalog``) or already typed (``catalog.parse``). ``run_instant`` is the
+    run's one instant (``clock.run_instant``; default now), which a month not yet over accrues
+    its level meters up to, as the dbt build of the same run did. Uses temp tables named
     ``_recon_*`` on ``con`` (read-only connections work) and drops them before returning.
     ``figures['seconds']`` of each result is its runtime."""
     if period_start.day != 1:
@@ -80,7 +83,7 @@ def run_checks(con: duckdb.DuckDBPyConnection,
         raise ValueError(f"unknown check(s) {unknown}; known: {', '.join(by_name)}")
     currencies = read_currencies() if currencies is None else currencies
     parsed = catalog if isinstance(catalog, Parsed) else parse(catalog, currencies)
-    run = Run(con, parsed, currencies, period_start)
+    run = Run(con, parsed, currencies, period_start, run_instant)
     results: list[CheckResult] = []
     try:
         try:

@@ -103,10 +103,38 @@ seats as (
            null::json
     from cust_days
 ),
+-- A level meter (time_weighted_sum, GB-months): each event is a signed change of the backup
+-- volume held. A customer's first day in the generated months brings its initial volume; then
+-- one change a day: mostly growth, a clean-up now and then.
+backups as (
+    select 'jsonl', customer_id, month, off, 'backup_gb',
+           'bak/' || customer_id || '/' || day as k,
+           day::timestamp + to_hours(2) + to_seconds((rnd(k || 's') * 3600)::bigint),
+           to_json(case when first_day then dec3(800 + 5000 * size * rnd('bak0/' || customer_id))
+                        when rnd(k || 'c') < 0.06 then -dec3(120 * size * (0.5 + rnd(k || 'v')))
+                        else dec3(18 * size * rnd(k || 'v')) end),
+           null::json
+    from (select *, day = min(day) over (partition by customer_id) as first_day
+          from cust_days)
+),
+-- A running_total meter: API keys created (+1) and revoked (-1); the first day brings the keys
+-- the customer already holds. The level at each month's end is billed.
+api_keys as (
+    select 'jsonl', customer_id, month, off, 'api_keys',
+           'key/' || customer_id || '/' || day as k,
+           day::timestamp + to_hours(9) + to_seconds((rnd(k || 's') * 28800)::bigint),
+           to_json(case when first_day then round(3 + 20 * size)::bigint
+                        when rnd(k || 'c') < 0.35 then -1 else 1 end),
+           null::json
+    from (select *, day = min(day) over (partition by customer_id) as first_day
+          from cust_days)
+    where first_day or rnd('keyday/' || customer_id || '/' || day) < 0.25
+),
 all_events as (
     select * from api union all select * from compute union all select * from transfer
     union all select * from users union all select * from audit union all select * from logins
     union all select * from storage union all select * from seats
+    union all select * from backups union all select * from api_keys
 )
 select stream, e.customer_id, month, e.off, meter, k,
        'evt_' || substr(md5(getvariable('seed') || '/' || k), 1, 24) as event_id,

@@ -126,10 +126,14 @@ Decisions where the contract is silent:
   so a re-check never lands them. Ids are compared exactly (no trimming, case-sensitive).
 * Value strings: ``[+-]digits[.digits][e[+-]d]`` (``.5`` and ``5.`` accepted, exponent of at most
   4 digits); no surrounding spaces; ``inf``/``nan``/booleans/objects are ``invalid_value``.
-  ``-0`` is 0 (not negative).
+  ``-0`` is 0 (not negative). ``negative_value`` applies to count, unique_count, max and latest
+  meters only: sum meters take negative corrections, level meters (time_weighted_sum,
+  running_total) signed changes.
 * Timestamps: ``T``/``Z`` upper case only; years 0001-9999; seconds 00-59 (no leap second);
-  offsets up to 23:59. Epoch milliseconds must be >= 0 and at most 9999-12-31T23:59:59.999Z; a
-  JSON number with a fraction or exponent is ``invalid_timestamp``. Parquet: TIMESTAMP WITH TIME
+  offsets up to 23:59. Epoch milliseconds must be at least 10^12 (2001-09-09T01:46:40Z: below it
+  they are almost surely epoch seconds; the file's report gets a note saying so, computed from
+  its quarantined rows, ``FileResult.notes``) and at most 9999-12-31T23:59:59.999Z; a JSON number
+  with a fraction or exponent is ``invalid_timestamp``. Parquet: TIMESTAMP WITH TIME
   ZONE is an instant; integer columns are epoch ms; TIMESTAMP / TIMESTAMP_NS / DATE and any other
   type are ``invalid_timestamp``.
 * Dimensions: a JSON object whose values are all strings; duplicate keys are

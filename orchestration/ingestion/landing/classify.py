@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import duckdb
 
+from orchestration.ingestion.landing.model import MAX_EPOCH_MS, MIN_EPOCH_MS
 from orchestration.ingestion.landing.sqltext import (
     CAND,
     CONTESTED,
@@ -33,7 +34,8 @@ FIELDS = ("pos", "phase", "file_idx", "row_number", "q_seq", "raw_row", "event_i
 def classify_staged(con: duckdb.DuckDBPyConnection) -> None:
     """From the uniform stage rows to typed fields and one failure flag per rule, placed in the
     run's landing order by their file's base."""
-    con.execute(read_sql(__file__, "classify.sql", cand=CAND, stage=STAGE, files=FILES))
+    con.execute(read_sql(__file__, "classify.sql", cand=CAND, stage=STAGE, files=FILES),
+                {"min_ms": MIN_EPOCH_MS, "max_ms": MAX_EPOCH_MS})
 
 
 #: the quarantine rows every run re-checks
@@ -79,13 +81,14 @@ def decide_outcomes(con: duckdb.DuckDBPyConnection, typed: list[TypedSource]) ->
     Narrow and set-based: one hash aggregate over KEYS' ids, one semi join with the landed
     events on the id, and only the rows that break a rule or share an id (about 1%) are read
     whole: from the candidates, or again from their typed Parquet file (``raw_row`` is rendered
-    for those rows only)."""
+    for those rows only). WIDE also keeps a candidate's ``ts_low_epoch`` (classify.sql; NULL for
+    typed rows, whose timestamp is an instant, and for re-checked rows)."""
     con.execute(read_sql(__file__, "contested.sql", keys=KEYS, seen=SEEN, contested=CONTESTED,
                          need=NEED))
     fields = ", ".join(FIELDS)
     con.execute(f"""
         create or replace temp table {WIDE} as
-        select {', '.join('c.' + f for f in FIELDS)}, n.reason
+        select {', '.join('c.' + f for f in FIELDS)}, n.reason, c.ts_low_epoch
         from {CAND} c join {NEED} n on n.pos = c.pos
     """)
     for t in typed:
@@ -99,3 +102,15 @@ def decide_outcomes(con: duckdb.DuckDBPyConnection, typed: list[TypedSource]) ->
         """)
     con.execute(read_sql(__file__, "exceptions.sql", exc=EXC, wide=WIDE, need=NEED,
                          seen=SEEN, contested=CONTESTED))
+
+
+def epoch_seconds(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int, int, int]]:
+    """Per file of the batch, its quarantined rows whose timestamp is an epoch integer below
+    10^12 (epoch seconds, most likely): (file_idx, how many, the first one's row_number, its
+    integer). Read from WIDE, the few rows read whole: never from the rows that land."""
+    return con.execute(f"""
+        select file_idx, count(*), arg_min(row_number, pos), arg_min(ts_low_epoch, pos)
+        from {WIDE}
+        where phase = 1 and reason is not null and ts_low_epoch is not null
+        group by file_idx order by file_idx
+    """).fetchall()

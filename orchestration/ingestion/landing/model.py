@@ -17,7 +17,15 @@ REASONS = (
     "unknown_meter",
     "conflicting_duplicate",
 )
-AGGREGATIONS = ("sum", "count", "unique_count", "max", "latest")
+AGGREGATIONS = ("sum", "count", "unique_count", "max", "latest", "time_weighted_sum",
+                "running_total")
+#: the aggregations whose events must not be negative (``negative_value``): ``sum`` meters take
+#: negative corrections and level meters (time_weighted_sum, running_total) signed changes
+NON_NEGATIVE_AGGREGATIONS = ("count", "unique_count", "max", "latest")
+#: epoch milliseconds below this (2001-09-09T01:46:40Z) are almost surely epoch seconds:
+#: ``invalid_timestamp`` (CONTRACT.md v1.2 section 2)
+MIN_EPOCH_MS = 10**12
+MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 
 
 class IngestError(Exception):
@@ -29,7 +37,9 @@ class Lookup:
     """The catalog as ingest needs it."""
 
     customers: set[str]
-    meters: dict[str, str]  # meter_id -> aggregation ('sum','count','unique_count','max','latest')
+    #: meter_id -> aggregation (one of AGGREGATIONS: 'sum', 'count', 'unique_count', 'max',
+    #: 'latest', 'time_weighted_sum', 'running_total')
+    meters: dict[str, str]
 
 
 @dataclass
@@ -42,9 +52,12 @@ class FileResult:
     duplicates: int = 0
     quarantined: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    #: what the operator should know about the file's quarantined rows, one sentence each
+    #: (``epoch_seconds_note``); the JSON document has the key only when there is one
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "source_file": self.source_file,
             "sha256": self.sha256,
             "format": self.format,
@@ -54,6 +67,9 @@ class FileResult:
             "quarantined": self.quarantined,
             "quarantined_by_reason": dict(self.quarantined_by_reason),
         }
+        if self.notes:
+            doc["notes"] = list(self.notes)
+        return doc
 
 
 @dataclass
@@ -143,6 +159,15 @@ class IngestReport:
 def ordered_reasons(d: dict[str, int]) -> dict[str, int]:
     """The non-zero counts of ``d`` in contract order (REASONS)."""
     return {k: d[k] for k in REASONS if d.get(k)}
+
+
+def epoch_seconds_note(rows: int, row_number: int, epoch: int) -> str:
+    """The note on a file whose quarantined rows hold ``rows`` epoch integers below 10^12 as
+    timestamps, the first at ``row_number`` (``epoch``): they look like epoch seconds."""
+    as_ms = epoch * 1000
+    send = f"epoch milliseconds ({as_ms})" if as_ms <= MAX_EPOCH_MS else "epoch milliseconds"
+    return (f"{rows} timestamp(s) look like epoch seconds (below 10^12 ms, e.g. row "
+            f"{row_number}: {epoch}): send {send} or an ISO 8601 timestamp with an offset")
 
 
 def memory_exhausted(con: Any, exc: Exception, doing: str, lost: str, split: str) -> IngestError:

@@ -3,6 +3,8 @@ or an identifier that SQL text embeds."""
 
 from __future__ import annotations
 
+from orchestration.ingestion.landing.model import NON_NEGATIVE_AGGREGATIONS
+
 # Temp objects live in the caller's connection for the duration of one call only.
 _T = "_ml_ingest"
 STAGE = f"{_T}_stage"
@@ -26,13 +28,16 @@ TEMP_TABLES = (*BATCH_TABLES, FILES, LK_CUST, LK_METER, LINES, RECS)
 def reason_case(*, malformed: str, missing: str, event_id: str, value_flag: str, value: str,
                 timestamp: str, dimensions: str) -> str:
     """The first rule a row breaks, in contract order (NULL: none), from its failure flags
-    (SQL boolean expressions) and the catalog lookups ``m`` (meters) and ``k`` (customers)."""
+    (SQL boolean expressions) and the catalog lookups ``m`` (meters) and ``k`` (customers).
+    ``negative_value`` only on a known meter of NON_NEGATIVE_AGGREGATIONS: ``sum`` meters take
+    negative corrections, level meters signed changes (an unknown meter goes on to the later
+    rules)."""
+    non_negative = ", ".join(lit(a) for a in NON_NEGATIVE_AGGREGATIONS)
     return f"""case when {malformed} then 'malformed_row'
              when {missing} then 'missing_field'
              when {event_id} then 'invalid_event_id'
              when {value_flag} then 'invalid_value'
-             when {value} < 0 and m.aggregation is not null and m.aggregation <> 'sum'
-                 then 'negative_value'
+             when {value} < 0 and m.aggregation in ({non_negative}) then 'negative_value'
              when {timestamp} then 'invalid_timestamp'
              when {dimensions} then 'invalid_dimensions'
              when k.customer_id is null then 'unknown_customer'

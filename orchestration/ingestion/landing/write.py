@@ -17,6 +17,7 @@ from orchestration.ingestion.landing.classify import (
     add_rechecks,
     classify_staged,
     decide_outcomes,
+    epoch_seconds,
     keys_of_candidates,
     recheck_count,
 )
@@ -37,6 +38,7 @@ from orchestration.ingestion.landing.model import (
     Relanded,
     Skipped,
     Unreadable,
+    epoch_seconds_note,
     memory_exhausted,
     ordered_reasons,
 )
@@ -313,6 +315,8 @@ class _Batch:
             else:
                 fr.quarantined += n
                 fr.quarantined_by_reason[reason] = fr.quarantined_by_reason.get(reason, 0) + n
+        for idx, n, row_number, epoch in epoch_seconds(con):
+            self.per_file[idx].notes.append(epoch_seconds_note(n, row_number, epoch))
         rel = self.rel
         checked = con.execute(f"select count(*) from {KEYS} where phase = 0").fetchone()[0]
         rel.checked += checked

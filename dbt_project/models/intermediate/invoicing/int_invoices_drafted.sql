@@ -1,6 +1,11 @@
 -- One draft invoice per selected customer of the billed period, lines or not: totals are the
 -- sum of its rounded lines (no tax, discounts or credits in v1: subtotal = total); invoice_number
--- and issued_at are assigned only when the invoice is published.
+-- and issued_at are assigned only when the invoice is published. usage_accrued_to is what the
+-- period's usage accrues up to: its end, or the run's instant for a month-to-date draft (level
+-- meters accrue up to it). Added after the model first shipped: a home's existing drafts get the
+-- column empty (NULL) instead of failing the run.
+
+{{ config(on_schema_change='append_new_columns') }}
 
 with
 
@@ -43,7 +48,8 @@ drafted as (
         cast(coalesce(line_totals.line_count, 0) as integer) as line_count,
         'draft' as status,
         cast(null as {{ text_type() }}) as invoice_number,
-        cast(null as {{ timestamp_tz_type() }}) as issued_at
+        cast(null as {{ timestamp_tz_type() }}) as issued_at,
+        {{ billed_period_accrued_to() }} as usage_accrued_to
 
     from recipients
     left join line_totals

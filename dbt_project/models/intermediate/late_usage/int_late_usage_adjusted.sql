@@ -54,6 +54,12 @@ commitments as (
 
 ),
 
+meters as (
+
+    select * from {{ ref('stg_catalog__meters') }}
+
+),
+
 -- P's lines for each item, re-priced now: the current Q and the sum of the rounded lines.
 restated_items as (
 
@@ -103,12 +109,17 @@ item_adjustments as (
         selected.meter_id,
         restated_items.rate_id,
         selected.late_event_count,
-        restated_items.restated_quantity,
+        coalesce(restated_items.restated_quantity, 0) as restated_quantity,
         coalesce(billed_items.billed_quantity, 0) as billed_quantity,
-        restated_items.restated_quantity - coalesce(billed_items.billed_quantity, 0) as quantity,
+        coalesce(restated_items.restated_quantity, 0) - coalesce(billed_items.billed_quantity, 0)
+            as quantity,
         -- every selected item has re-priced lines (its events exist, and int_rates_resolved
-        -- stopped on one without a rate): anything else is a bug, never a silent omission
+        -- stopped on one without a rate): anything else is a bug, never a silent omission. But
+        -- a late event of a level meter can take P's carried level back to 0: the item is no
+        -- longer live in P (no usage row) and re-prices to no lines, 0 (section 8).
         case
+            when restated_items.product_item_id is null and coalesce(meters.is_level, false)
+                then 0
             when restated_items.product_item_id is null
                 then {{ raise_billing_error("'customer ' || selected.customer_id || ', product item ' || selected.product_item_id || ', period ' || cast(selected.usage_period_start as " ~ text_type() ~ ") || ': late usage was not re-priced'") }}
             else restated_items.restated_amount
@@ -126,6 +137,8 @@ item_adjustments as (
         on selected.customer_id = billed_items.customer_id
         and selected.usage_period_start = billed_items.usage_period_start
         and selected.product_item_id = billed_items.product_item_id
+    left join meters
+        on selected.meter_id = meters.meter_id
 
 ),
 

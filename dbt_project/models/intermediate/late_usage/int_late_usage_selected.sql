@@ -1,7 +1,9 @@
 -- The late usage the billed period restates (contract section 8): one row per (customer,
 -- published period P, product item) with priced events that are late for P and not yet billed
 -- by a published adjustment, when the billed period is the earliest unpublished period after P.
---   - An event is late for P when it landed after P was published.
+--   - An event is late for P when it landed after P was published. An event of a level meter
+--     is usage of its own period and of every later one, so it is late for each of those
+--     published before it landed, whether or not its own period was published.
 --   - It is already billed when it landed no later than the publication of the last published
 --     invoice that carried an adjustment for (customer, P, item): publishing builds the period on
 --     the events landed at that moment, so that adjustment restated it.
@@ -93,28 +95,61 @@ last_published_adjustments as (
 
 ),
 
-unbilled_late_events as (
+-- The restatable periods each priced event is usage of: its own period and, for a level meter,
+-- every later one too (its change holds from its instant on: section 8).
+event_periods as (
 
     select
         events.event_id,
         events.customer_id,
-        events.usage_period_start,
-        events.usage_period_end,
         events.product_item_id,
         events.meter_id,
         events.landed_at,
+        restatable_periods.usage_period_start,
         restatable_periods.published_at
 
     from events
     inner join restatable_periods
         on events.usage_period_start = restatable_periods.usage_period_start
+
+    union all
+
+    select
+        events.event_id,
+        events.customer_id,
+        events.product_item_id,
+        events.meter_id,
+        events.landed_at,
+        restatable_periods.usage_period_start,
+        restatable_periods.published_at
+
+    from events
+    inner join restatable_periods
+        on events.usage_period_start < restatable_periods.usage_period_start
+    where events.is_level
+
+),
+
+unbilled_late_events as (
+
+    select
+        event_periods.event_id,
+        event_periods.customer_id,
+        event_periods.usage_period_start,
+        {{ add_months('event_periods.usage_period_start', 1) }} as usage_period_end,
+        event_periods.product_item_id,
+        event_periods.meter_id,
+        event_periods.landed_at,
+        event_periods.published_at
+
+    from event_periods
     left join last_published_adjustments
-        on events.customer_id = last_published_adjustments.customer_id
-        and events.usage_period_start = last_published_adjustments.usage_period_start
-        and events.product_item_id = last_published_adjustments.product_item_id
-    where events.landed_at > restatable_periods.published_at
+        on event_periods.customer_id = last_published_adjustments.customer_id
+        and event_periods.usage_period_start = last_published_adjustments.usage_period_start
+        and event_periods.product_item_id = last_published_adjustments.product_item_id
+    where event_periods.landed_at > event_periods.published_at
         and (last_published_adjustments.last_adjusted_at is null
-            or events.landed_at > last_published_adjustments.last_adjusted_at)
+            or event_periods.landed_at > last_published_adjustments.last_adjusted_at)
 
 ),
 

@@ -17,6 +17,7 @@ events as (
         event_id
 
     from {{ ref('int_usage_events_matched') }}
+    where not coalesce(is_level, false)
 
 ),
 
@@ -24,6 +25,37 @@ aggregated as (
 
     {{ aggregate_usage('events', ['customer_id', 'meter_id', 'billing_period_start', 'billing_period_end']) }}
 
+),
+
+-- Level meters: the meter's level is the sum of its level sets' (its items' and its unbilled
+-- events'), so its exact integral is their sum, rounded on its own (never a sum of rounded
+-- quantities). A period has a row when one of the sets has an event in it or carries a non-zero
+-- level into it.
+level_sets as (
+
+    select * from {{ ref('int_level_usage_periods') }}
+
+),
+
+levels as (
+
+    select
+        customer_id,
+        meter_id,
+        billing_period_start,
+        billing_period_end,
+        aggregation,
+        case aggregation
+            when 'running_total' then sum(closing_level)
+            else {{ quotient_rounded_12('sum(level_integral)', 'max(divisor_microseconds)') }}
+        end as quantity,
+        sum(event_count) as event_count
+
+    from level_sets
+    group by customer_id, meter_id, billing_period_start, billing_period_end, aggregation
+
 )
 
 select * from aggregated
+union all
+select * from levels

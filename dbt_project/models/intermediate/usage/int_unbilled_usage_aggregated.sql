@@ -19,6 +19,7 @@ events as (
 
     from {{ ref('int_usage_events_matched') }}
     where product_item_id is null
+        and not coalesce(is_level, false)
 
 ),
 
@@ -26,6 +27,25 @@ aggregated as (
 
     {{ aggregate_usage('events', ['customer_id', 'meter_id', 'billing_period_start', 'billing_period_end']) }}
 
+),
+
+-- Level meters: the level of the events no item matches, carried over like any level.
+levels as (
+
+    select
+        customer_id,
+        meter_id,
+        billing_period_start,
+        billing_period_end,
+        aggregation,
+        quantity,
+        event_count
+
+    from {{ ref('int_level_usage_periods') }}
+    where product_item_id is null
+
 )
 
 select * from aggregated
+union all
+select * from levels

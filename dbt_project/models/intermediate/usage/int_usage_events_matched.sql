@@ -35,6 +35,8 @@ matched as (
         events.usage_period_end,
         events.landed_at,
         meters.aggregation,
+        coalesce(meters.is_level, false) as is_level,
+        meters.time_unit,
         meters.unique_dimension,
         case
             when meters.unique_dimension is not null

@@ -1,5 +1,7 @@
--- Per (customer, meter) of the period: the aggregate recomputed from the raw events beside the
--- fct_meter_usage rows of that key (a full outer join: either side may be missing).
+-- Per (customer, meter) of the period: the aggregate recomputed from the raw events (and, for a
+-- level meter, from its level: a row even without an event of the period when a level is
+-- carried in) beside the fct_meter_usage rows of that key (a full outer join: either side may be
+-- missing).
 with recomputed as (
     {{ recomputed }}
 ),
@@ -14,7 +16,7 @@ fct as (
 )
 select coalesce(r.customer_id, f.customer_id) as customer_id,
        coalesce(r.meter_id, f.meter_id) as meter_id, r.aggregation,
-       coalesce(r.event_count, 0), r.quantity,
+       coalesce(r.event_count, 0), r.quantity, r.customer_id is not null, r.carried_level,
        coalesce(f.fct_rows, 0), f.event_count, f.quantity, f.quantities, f.end_ok
 from recomputed as r
 full outer join fct as f

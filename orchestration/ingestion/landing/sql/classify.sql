@@ -3,7 +3,9 @@
 -- row_number; typed Parquet files are not staged here: stage_parquet.TypedSource).
 -- A value string: sign, mantissa (at least one digit: checked on the groups), optional exponent
 -- of at most 4 digits. A timestamp string: date, 'T' or ' ', time, optional fraction, then 'Z' or
--- an offset. Epoch milliseconds are at most 253402300799999 (9999-12-31T23:59:59.999Z).
+-- an offset. Epoch milliseconds (digits only) are from $min_ms (10^12, 2001-09-09T01:46:40Z) to
+-- $max_ms (253402300799999, 9999-12-31T23:59:59.999Z): below 10^12 they are almost surely epoch
+-- seconds, so invalid_timestamp (and ts_low_epoch keeps the number, for the report's note).
 create or replace temp table {{ cand }} as
 with a as (
     select s.*,
@@ -70,7 +72,7 @@ with a as (
              )::decimal(38, 12)
         end as v_dec,
         case when ts_k = 'instant' then ts_instant
-             when ts_k = 'epoch' and ms <= 253402300799999
+             when ts_k = 'epoch' and ms between $min_ms and $max_ms
                  then timezone('UTC', make_timestamp(ms * 1000))
              when ts_k = 'text' and t_ok then timezone('UTC', make_timestamp(
                  (make_date(ty, tmo, td) - date '1970-01-01')::bigint * 86400000000
@@ -102,6 +104,7 @@ select
                  and (not coalesce(val_needs_check, false) or v_dec = val_check)), false)
         as f_value,
     ev_at is null as f_timestamp,
-    dims is null as f_dimensions
+    dims is null as f_dimensions,
+    case when ts_k = 'epoch' and ms < $min_ms then ms end as ts_low_epoch
 from e
 join {{ files }} fl on fl.file_idx = e.file_idx

@@ -1,0 +1,262 @@
+-- Level meters (contract v1.2 section 3: time_weighted_sum, running_total), per customer, meter,
+-- level set and period. A level set is an item's events (product_item_id) or the meter's events
+-- that no item matches (product_item_id NULL); the meter's own level is the sum of its sets'
+-- (int_meter_usage_aggregated). Each event's value is a signed change that holds from its instant
+-- on, so for a period [s, e) and the set's events:
+--   carried_in      the sum of the values of the set's events before s
+--   level at E      carried_in + the period's changes before E          (running_total)
+--   integral        carried_in x (E - s) + sum of value x (E - t) over the period's events
+--                   before E, in units x microseconds, exact                (time_weighted_sum)
+-- E is the period's end, or the run's instant in a month not yet over (month-to-date accrual).
+-- One pass over the level events gives each (set, period)'s own sums; the carried level is a
+-- running sum over those per-period rows (never a scan of earlier events). A set has a row for
+-- every period with one of its events, and for every period up to the current month into which
+-- it carries a non-zero level (event_count 0).
+
+with
+
+events as (
+
+    select
+        customer_id,
+        meter_id,
+        product_item_id,
+        usage_period_start,
+        aggregation,
+        time_unit,
+        value,
+        {{ epoch_microseconds('event_at') }} as event_us
+
+    from {{ ref('int_usage_events_matched') }}
+    where is_level
+
+),
+
+run_instant as (
+
+    select
+        {{ epoch_microseconds(run_instant()) }} as run_us,
+        {{ utc_month_start(run_instant()) }} as current_month
+
+),
+
+-- Each period's bounds in microseconds: E is the end, or the run instant when the period is not
+-- over (never before the start).
+periods_of_events as (
+
+    select distinct usage_period_start from events
+
+),
+
+bounded_periods as (
+
+    select
+        usage_period_start,
+        start_us,
+        end_us,
+        case
+            when run_us >= end_us then end_us
+            when run_us <= start_us then start_us
+            else run_us
+        end as bound_us
+
+    from (
+        select
+            usage_period_start,
+            {{ utc_date_microseconds('usage_period_start') }} as start_us,
+            {{ utc_date_microseconds(add_months('usage_period_start', 1)) }} as end_us
+        from periods_of_events
+    ) as period_bounds
+    cross join run_instant
+
+),
+
+period_sums as (
+
+    select
+        events.customer_id,
+        events.meter_id,
+        coalesce(events.product_item_id, '') as level_set,
+        events.usage_period_start as billing_period_start,
+        sum(events.value) as period_change,
+        sum(case when events.event_us < bounded_periods.bound_us then events.value else 0 end)
+            as change_before_bound,
+        sum(
+            case
+                when events.aggregation = 'time_weighted_sum'
+                    and events.event_us < bounded_periods.bound_us
+                    then events.value * (bounded_periods.bound_us - events.event_us)
+                else 0
+            end
+        ) as weighted_changes,
+        count(*) as event_count
+
+    from events
+    inner join bounded_periods
+        on events.usage_period_start = bounded_periods.usage_period_start
+    group by
+        events.customer_id,
+        events.meter_id,
+        coalesce(events.product_item_id, ''),
+        events.usage_period_start
+
+),
+
+level_sets as (
+
+    select
+        period_sums.customer_id,
+        period_sums.meter_id,
+        period_sums.level_set,
+        min(period_sums.billing_period_start) as first_period,
+        -- a set runs on to the current month (its level may carry), or to its last event's month
+        max(
+            case
+                when period_sums.billing_period_start > run_instant.current_month
+                    then period_sums.billing_period_start
+                else run_instant.current_month
+            end
+        ) as last_period
+
+    from period_sums
+    cross join run_instant
+    group by period_sums.customer_id, period_sums.meter_id, period_sums.level_set
+
+),
+
+months as (
+
+    {{ month_series('(select min(first_period) from level_sets)', '(select max(last_period) from level_sets)') }}
+
+),
+
+month_bounds as (
+
+    select
+        months.month_start,
+        {{ add_months('months.month_start', 1) }} as month_end,
+        {{ utc_date_microseconds('months.month_start') }} as start_us,
+        {{ utc_date_microseconds(add_months('months.month_start', 1)) }} as end_us,
+        run_instant.run_us,
+        run_instant.current_month
+
+    from months
+    cross join run_instant
+
+),
+
+spine as (
+
+    select
+        level_sets.customer_id,
+        level_sets.meter_id,
+        level_sets.level_set,
+        month_bounds.month_start as billing_period_start,
+        month_bounds.month_end as billing_period_end,
+        month_bounds.start_us,
+        month_bounds.end_us,
+        case
+            when month_bounds.run_us >= month_bounds.end_us then month_bounds.end_us
+            when month_bounds.run_us <= month_bounds.start_us then month_bounds.start_us
+            else month_bounds.run_us
+        end as bound_us,
+        month_bounds.month_start <= month_bounds.current_month as is_due
+
+    from level_sets
+    inner join month_bounds
+        on month_bounds.month_start >= level_sets.first_period
+        and month_bounds.month_start <= level_sets.last_period
+
+),
+
+filled as (
+
+    select
+        spine.*,
+        coalesce(period_sums.period_change, 0) as period_change,
+        coalesce(period_sums.change_before_bound, 0) as change_before_bound,
+        coalesce(period_sums.weighted_changes, 0) as weighted_changes,
+        coalesce(period_sums.event_count, 0) as event_count
+
+    from spine
+    left join period_sums
+        on spine.customer_id = period_sums.customer_id
+        and spine.meter_id = period_sums.meter_id
+        and spine.level_set = period_sums.level_set
+        and spine.billing_period_start = period_sums.billing_period_start
+
+),
+
+carried as (
+
+    select
+        filled.*,
+        coalesce(
+            sum(period_change) over (
+                partition by customer_id, meter_id, level_set
+                order by billing_period_start
+                rows between unbounded preceding and 1 preceding
+            ),
+            0
+        ) as carried_in
+
+    from filled
+
+),
+
+meters as (
+
+    select * from {{ ref('stg_catalog__meters') }}
+
+),
+
+levels as (
+
+    select
+        carried.customer_id,
+        carried.meter_id,
+        nullif(carried.level_set, '') as product_item_id,
+        carried.billing_period_start,
+        carried.billing_period_end,
+        meters.aggregation,
+        meters.time_unit,
+        cast(carried.carried_in as {{ quantity_type() }}) as carried_level,
+        cast(carried.carried_in + carried.change_before_bound as {{ quantity_type() }})
+            as closing_level,
+        -- time_weighted_sum only (a running_total's integral is never needed, and could overflow)
+        cast(
+            case
+                when meters.aggregation = 'time_weighted_sum'
+                    then carried.carried_in * (carried.bound_us - carried.start_us)
+                        + carried.weighted_changes
+                else 0
+            end
+            as {{ quantity_type() }}
+        ) as level_integral,
+        cast(
+            case meters.time_unit
+                when 'day' then 86400000000
+                when 'hour' then 3600000000
+                else carried.end_us - carried.start_us
+            end
+            as bigint
+        ) as divisor_microseconds,
+        {{ instant_from_microseconds('carried.bound_us') }} as usage_accrued_to,
+        cast(carried.event_count as bigint) as event_count
+
+    from carried
+    inner join meters
+        on carried.meter_id = meters.meter_id
+    where carried.event_count > 0
+        or (carried.carried_in <> 0 and carried.is_due)
+
+)
+
+select
+    *,
+    case aggregation
+        when 'running_total' then closing_level
+        else {{ quotient_rounded_12('level_integral', 'divisor_microseconds') }}
+    end as quantity
+
+from levels
