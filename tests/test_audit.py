@@ -131,7 +131,7 @@ def test_every_published_line_reaggregates_from_the_events_it_names(demo_home):
         checked.add((invoice_id, item, usage_start))
     assert set(named) <= checked, f"events name lines that do not exist: {set(named) - checked}"
     assert {a for a, _ in (m.split("|") for m in meters.values())} == {
-        "sum", "count", "unique_count", "max", "latest", "time_weighted_sum"}
+        "sum", "count", "unique_count", "max", "latest", "time_weighted_sum", "running_total"}
     assert levels_checked >= 10, "the demo's GB-month lines were not audited"
     # nothing counted twice: an event is named once (the view's key), by one line group
     assert sum(len(v) for v in named.values()) == len({e[5] for e in events})
@@ -151,3 +151,41 @@ def test_explain_accounts_for_a_published_demo_line(demo_home):
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert invoice_id in shown.stdout and "event" in shown.stdout.lower()
     assert Decimal(quantity).normalize().to_eng_string() in shown.stdout.replace(",", "")
+
+
+def test_explain_accounts_for_a_demo_gb_month_line_step_by_step(demo_home):
+    """A published demo invoice has a GB-month line (backups, a time_weighted_sum meter), and
+    `explain` works it out: the level carried in, the steps, the integral, the divisor and the
+    line's own quantity; the figures it prints add up."""
+    con = duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True)
+    try:
+        invoice_id, line_number, quantity = con.execute("""
+            select invoice_id, line_number, quantity::varchar from billing.published_invoice_lines
+            where product_item_id = 'backups' and line_type = 'usage' and quantity > 0
+            order by invoice_id limit 1
+        """).fetchone()
+    finally:
+        con.close()
+    shown = run_meterline(["explain", "--invoice", invoice_id, "--line", str(line_number),
+                           "--format", "json"], home=demo_home, catalog=REPO / "seeds",
+                          cwd=demo_home)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    (line,) = json.loads(shown.stdout)["lines"]
+    level = line["level"]
+    assert level["aggregation"] == "time_weighted_sum" and level["time_unit"] == "period"
+    assert Decimal(level["quantity"]) == Decimal(quantity)
+    assert level["step_count"] >= 20 and len(level["steps"]) == 10  # one event a day
+    assert Decimal(level["carried_level"]) > 0 and level["carried_event_count"] > 0
+    assert level["divisor_us"] == 31 * 86_400_000_000  # October, the whole month
+    integral = Decimal(level["integral"])
+    parts = [Decimal(level["carried_segment"]["level_x_duration"]),
+             Decimal(level["steps_integral"])]
+    assert sum(parts) == integral and level["matches_line"] is True
+    with localcontext() as ctx:
+        ctx.prec = 80
+        assert (integral / level["divisor_us"]).quantize(
+            Decimal("1e-12"), rounding=ROUND_HALF_UP) == Decimal(quantity)
+    text = run_meterline(["explain", "--invoice", invoice_id, "--line", str(line_number)],
+                         home=demo_home, catalog=REPO / "seeds", cwd=demo_home).stdout
+    assert "carried into" in text and "one per distinct timestamp" in text
+    assert f"= {Decimal(quantity).normalize()}" in text

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC
+from decimal import Decimal
 
+from orchestration.catalog.model import LEVEL_AGGREGATIONS
+from orchestration.cli import explain_level
 from orchestration.cli.output import EXIT_OK
-from orchestration.lib import readers
+from orchestration.lib import readers, snapshot
 from orchestration.lib.readers import format_money as fmt_money
 from orchestration.lib.readers import format_quantity as fmt_q
 from orchestration.lib.readers import quantity_or_none as qty
@@ -16,18 +19,32 @@ from orchestration.lib.settings import Settings, UsageError
 # The events behind a line, as the bill that built it recorded them (marts.fct_invoice_line_events:
 # at most 10, in the order shown, with the line's event count and the meter's aggregate over all
 # its events, before Q = max(., 0)): nothing here reads per-event tables, so explain costs the
-# same at any volume and answers from the readers' snapshot while a run writes.
+# same at any volume and answers from the readers' snapshot while a run writes. A level meter's
+# line is the exception: its level section (carried level, steps, integral) reads the one
+# customer's landed events of that meter (sql/explain_level.sql), so it needs the warehouse.
 EXPLAIN_EVENTS_SQL = """
 select event_id, event_at, value, dimensions, landed_at, event_count, aggregate_value
 from marts.fct_invoice_line_events
 where invoice_id = ? and product_item_id = ? and usage_period_start = ? and line_type = ?
 order by shown_rank
 """
+def _invoice(con, invoice_id: str) -> tuple:
+    """(customer, billing period start, status, usage accrued to, published at) of an invoice."""
+    has_accrued = con.execute(
+        "select count(*) from information_schema.columns where table_schema = 'marts' and "
+        "table_name = 'fct_invoices' and column_name = 'usage_accrued_to'").fetchone()[0]
+    # a warehouse billed before usage_accrued_to existed: null, i.e. the period's end
+    customer, start, status, accrued_to = con.execute(
+        "select customer_id, billing_period_start, status, "
+        f"{'usage_accrued_to' if has_accrued else 'null'} from marts.fct_invoices "
+        "where invoice_id = ?", [invoice_id]).fetchone()
+    return customer, start, status, accrued_to, explain_level.published_at(con, start)
 
 
 def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
     """The audit trail of an invoice's lines: meter, aggregation, aggregate, the rate and tiers
-    that priced it, and the events behind it (the deciding event first for max and latest)."""
+    that priced it, and the events behind it (the deciding event first for max and latest);
+    for a level meter's line, the level carried in, its steps, the integral and the quantity."""
     from orchestration.catalog.read import read_currencies
 
     cfg.require_home()
@@ -58,6 +75,10 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
             raise UsageError(f"the events behind {args.invoice}'s lines are not recorded yet "
                              f"(a warehouse billed by an older Meterline): run `meterline bill "
                              f"--period YYYY-MM` for its period once, then explain again")
+        invoice = None  # read once, for the first level meter's line
+        events_served = (not snapshot.is_snapshot(con)
+                         and readers.table_exists(con, "raw", "usage_events"))
+        levels: dict[tuple, dict] = {}  # an item's tier lines share one level
         for (number, line_type, item, meter, description, quantity, unit_price, tier, amount,
              currency, rate_id, period_start, period_end) in lines:
             entry: dict = {
@@ -77,9 +98,13 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
                 say("  (no product item: a commitment top-up or true-up, computed from the "
                       "invoice's usage lines)")
                 continue
-            aggregation, unique_dimension = con.execute(
-                "select aggregation, unique_dimension from catalog.meters where meter_id = ?",
-                [meter]).fetchone() or (None, None)
+            meter_row = con.execute(
+                "select m.aggregation, m.unique_dimension, m.time_unit, "
+                "(select dimension_filter from catalog.product_items where product_item_id = ?) "
+                "from catalog.meters as m where m.meter_id = ?",
+                [item, meter]).fetchone() or (None, None, None, None)
+            aggregation, unique_dimension = meter_row[:2]
+            is_level = aggregation in LEVEL_AGGREGATIONS
             item_q = con.execute(
                 "select sum(quantity) from marts.fct_invoice_lines where invoice_id = ? and "
                 "product_item_id = ? and usage_period_start = ? and line_type = ?",
@@ -91,13 +116,24 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
                   f"this line's quantity {fmt_q(quantity)}, the item's "
                   f"{'change in ' if line_type == 'adjustment' else ''}quantity "
                   f"{fmt_q(item_q)}")
+            level = None
+            if is_level:
+                key = (item, period_start, line_type)
+                if key not in levels:
+                    invoice = invoice or _invoice(con, args.invoice)
+                    levels[key] = explain_level.line_level(con, invoice, entry, item_q, meter_row,
+                                               events_served)
+                level = levels[key]
             shown = con.execute(EXPLAIN_EVENTS_SQL, [args.invoice, item, period_start,
                                                      line_type]).fetchall()
             event_count = shown[0][5] if shown else 0
             if line_type == "usage":
                 aggregate = shown[0][6] if shown else None
+                if is_level and aggregate is None and "quantity" in level:
+                    aggregate = Decimal(level["quantity"])
                 entry["aggregate"] = qty(aggregate)
-                say(f"  {aggregation} of the events behind it: "
+                what = "the level (worked out below)" if is_level else "the events behind it"
+                say(f"  {aggregation} of {what}: "
                       f"{fmt_q(aggregate) if aggregate is not None else 'none'}"
                       f"; billed quantity max(aggregate, 0) = {fmt_q(item_q)}")
             if rate_id:
@@ -129,8 +165,10 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
                           f" at {fmt_q(t_price)}"
                           f"{f' + flat {fmt_q(fee)}' if fee else ''}{mark}")
             deciding = " (the deciding event first)" if aggregation in ("max", "latest") else ""
+            own = (" of the period (its own; earlier ones make the carried level)"
+                   if is_level else "")
             entry["event_count"] = event_count
-            say(f"  {event_count} event(s) behind it; the first {len(shown)} by "
+            say(f"  {event_count} event(s){own} behind it; the first {len(shown)} by "
                   f"(timestamp, event_id){deciding}:")
             entry["events_shown"] = [
                 {"event_id": event_id, "event_at": at.astimezone(UTC).isoformat(),
@@ -140,6 +178,13 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
             for event_id, at, value, dims, _landed, _count, _aggregate in shown:
                 say(f"    {at.astimezone(UTC).isoformat()}  {event_id}  value "
                       f"{fmt_q(value)}  {dims if dims != '{}' else ''}")
+            if level is not None:
+                entry["level"] = level
+                if line_type == "adjustment":
+                    say(f"  this adjustment restates {period_start:%Y-%m} for item {item}: its "
+                        f"level again, with the events landed when this invoice was built")
+                explain_level.say_level(say, level)
+                explain_level.say_outcome(say, entry, level)
     if as_json:
         print(json.dumps({"invoice_id": args.invoice, "lines": entries}, indent=2))
     return EXIT_OK

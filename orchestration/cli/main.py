@@ -43,7 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name -> (what it does, an example)
     "invoices": ("show a month's invoices (published ones from the ledger itself)",
                  "meterline invoices --period 2026-10 --customer acme_corp --format json"),
     "explain": ("the audit trail of an invoice's lines: meter, aggregation, quantity, the rate "
-                "and tiers, the events behind it",
+                "and tiers, the events behind it; for a level meter, the level carried in and its "
+                "steps up to the quantity",
                 "meterline explain --invoice INV-202610-acme_corp --line 2"),
     "verify": ("check the published ledger (rows, seals, documents) and name the first invoice "
                "and field that no longer matches; read only",

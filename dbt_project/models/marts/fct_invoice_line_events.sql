@@ -93,6 +93,7 @@ line_totals as (
             when min(aggregation) = 'max' then max(value)
             when min(aggregation) = 'latest'
                 then max(case when deciding_rank = 1 then value end)
+            -- a level meter's line: NULL (its quantity also depends on the level carried in)
         end as aggregate_value
 
     from ranked
