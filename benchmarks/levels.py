@@ -141,6 +141,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the home (its dbt target/run_results.json has each model's "
+                             "time) and print where it is")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meterline-levels-"))
     try:
@@ -210,7 +213,10 @@ def main() -> None:
             fh.write("\n".join(lines))
         print("\n".join(lines))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
