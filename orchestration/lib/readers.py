@@ -10,7 +10,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import duckdb
 
@@ -61,19 +61,24 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
     ).fetchone()[0])
 
 
+# DECIMAL(38, 12) has 38 digits, Decimal's default context 28: normalizing or quantizing under
+# the default would round a large quantity (or raise for a large amount) when it is displayed.
+_EXACT = Context(prec=80)
+
+
 def format_money(amount: Decimal | None, minor_unit: int) -> str:
     """Exact text of an amount at its currency's minor unit (amounts are already rounded)."""
     if amount is None:
         return ""
     quantum = Decimal(1).scaleb(-minor_unit)
-    return str(Decimal(amount).quantize(quantum))
+    return str(Decimal(amount).quantize(quantum, context=_EXACT))
 
 
 def format_quantity(value: Decimal | None) -> str:
+    """Exact text of a quantity, trailing zeros dropped (``12.500000000000`` -> ``12.5``)."""
     if value is None:
         return ""
-    text = format(Decimal(value).normalize(), "f")
-    return text
+    return format(_EXACT.normalize(Decimal(value)), "f")
 
 
 def money_or_none(amount: Decimal | None, minor_unit: int) -> str | None:
