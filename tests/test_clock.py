@@ -73,3 +73,36 @@ def test_future_period_is_judged_by_the_clock(monkeypatch):
     monkeypatch.setenv("METERLINE_NOW", "2026-11-30T23:59:59Z")
     with pytest.raises(UsageError, match="future"):
         periods.parse_period("2026-12")
+
+
+def _instant_of_a_run(tags: dict[str, str]) -> datetime:
+    """clock.run_instant as a real Dagster run's op sees it (an ephemeral instance)."""
+    import dagster as dg
+
+    seen: list[datetime] = []
+
+    @dg.op
+    def record(context):  # annotations are strings here (__future__): none for Dagster
+        seen.append(clock.run_instant(context))
+
+    @dg.job
+    def one_step():
+        record()
+
+    result = one_step.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=tags)
+    assert result.success
+    return seen[0]
+
+
+def test_a_run_has_one_instant_from_its_tag_the_pinned_clock_or_its_creation(monkeypatch):
+    """Month-to-date level usage accrues up to the run's instant (CONTRACT.md v1.2 section 3):
+    the CLI's tag; else, for a run the UI or the schedule launched, the pinned clock's instant
+    (the same in every step's process); else the run's creation time, in UTC."""
+    tagged = clock.run_instant_tag()[clock.RUN_INSTANT_TAG]
+    assert _instant_of_a_run({clock.RUN_INSTANT_TAG: tagged}) == clock.parse_instant(tagged)
+    monkeypatch.setenv(clock.ENV, "2026-03-15T12:00:00.123456+00:00")
+    assert _instant_of_a_run({}) == datetime(2026, 3, 15, 12, 0, 0, 123456, tzinfo=UTC)
+    monkeypatch.delenv(clock.ENV)
+    before = datetime.now(UTC)
+    created = _instant_of_a_run({})
+    assert before <= created <= datetime.now(UTC) and created.utcoffset().total_seconds() == 0

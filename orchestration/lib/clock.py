@@ -64,11 +64,14 @@ def run_instant_tag() -> dict[str, str]:
 
 def run_instant(context) -> datetime:
     """The instant of the Dagster run of ``context`` (an op or asset context): its
-    ``meterline/run_instant`` tag, or for a run launched without one (the UI's launchpad) the
-    moment the run was created, so every step of one run sees the same instant."""
+    ``meterline/run_instant`` tag, or for a run launched without one (the UI's launchpad, the
+    schedule) the pinned clock's instant when METERLINE_NOW is set, else the moment the run was
+    created: every step of one run sees the same instant."""
     tagged = context.run.tags.get(RUN_INSTANT_TAG)
     if tagged:
         return parse_instant(tagged)
+    if os.environ.get(ENV):  # a pinned clock: its instant itself, the same in every step's process
+        return parse_instant(os.environ[ENV])
     record = context.instance.get_run_record_by_id(context.run_id)
     created = record.create_timestamp if record is not None else None
     if created is None:
