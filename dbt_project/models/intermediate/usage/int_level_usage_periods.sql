@@ -40,34 +40,43 @@ run_instant as (
 
 ),
 
--- Each period's bounds in microseconds: E is the end, or the run instant when the period is not
+-- Every month from the first level event's to the current month (or the last event's, if later),
+-- with its bounds in microseconds: E is the end, or the run's instant while the month is not
 -- over (never before the start).
-periods_of_events as (
+months as (
 
-    select distinct usage_period_start from events
+    {{ month_series(
+        '(select min(usage_period_start) from events)',
+        '(select greatest(max(events.usage_period_start), max(run_instant.current_month))'
+        ~ ' from events cross join run_instant)') }}
 
 ),
 
-bounded_periods as (
+month_bounds as (
 
     select
-        usage_period_start,
+        month_start,
+        month_end,
         start_us,
         end_us,
         case
             when run_us >= end_us then end_us
             when run_us <= start_us then start_us
             else run_us
-        end as bound_us
+        end as bound_us,
+        month_start <= current_month as is_due
 
     from (
         select
-            usage_period_start,
-            {{ utc_date_microseconds('usage_period_start') }} as start_us,
-            {{ utc_date_microseconds(add_months('usage_period_start', 1)) }} as end_us
-        from periods_of_events
-    ) as period_bounds
-    cross join run_instant
+            months.month_start,
+            {{ add_months('months.month_start', 1) }} as month_end,
+            {{ utc_date_microseconds('months.month_start') }} as start_us,
+            {{ utc_date_microseconds(add_months('months.month_start', 1)) }} as end_us,
+            run_instant.run_us,
+            run_instant.current_month
+        from months
+        cross join run_instant
+    ) as month_edges
 
 ),
 
@@ -79,21 +88,21 @@ period_sums as (
         coalesce(events.product_item_id, '') as level_set,
         events.usage_period_start as billing_period_start,
         sum(events.value) as period_change,
-        sum(case when events.event_us < bounded_periods.bound_us then events.value else 0 end)
+        sum(case when events.event_us < month_bounds.bound_us then events.value else 0 end)
             as change_before_bound,
         sum(
             case
                 when events.aggregation = 'time_weighted_sum'
-                    and events.event_us < bounded_periods.bound_us
-                    then events.value * (bounded_periods.bound_us - events.event_us)
+                    and events.event_us < month_bounds.bound_us
+                    then events.value * (month_bounds.bound_us - events.event_us)
                 else 0
             end
         ) as weighted_changes,
         count(*) as event_count
 
     from events
-    inner join bounded_periods
-        on events.usage_period_start = bounded_periods.usage_period_start
+    inner join month_bounds
+        on events.usage_period_start = month_bounds.month_start
     group by
         events.customer_id,
         events.meter_id,
@@ -124,27 +133,6 @@ level_sets as (
 
 ),
 
-months as (
-
-    {{ month_series('(select min(first_period) from level_sets)', '(select max(last_period) from level_sets)') }}
-
-),
-
-month_bounds as (
-
-    select
-        months.month_start,
-        {{ add_months('months.month_start', 1) }} as month_end,
-        {{ utc_date_microseconds('months.month_start') }} as start_us,
-        {{ utc_date_microseconds(add_months('months.month_start', 1)) }} as end_us,
-        run_instant.run_us,
-        run_instant.current_month
-
-    from months
-    cross join run_instant
-
-),
-
 spine as (
 
     select
@@ -155,12 +143,8 @@ spine as (
         month_bounds.month_end as billing_period_end,
         month_bounds.start_us,
         month_bounds.end_us,
-        case
-            when month_bounds.run_us >= month_bounds.end_us then month_bounds.end_us
-            when month_bounds.run_us <= month_bounds.start_us then month_bounds.start_us
-            else month_bounds.run_us
-        end as bound_us,
-        month_bounds.month_start <= month_bounds.current_month as is_due
+        month_bounds.bound_us,
+        month_bounds.is_due
 
     from level_sets
     inner join month_bounds
