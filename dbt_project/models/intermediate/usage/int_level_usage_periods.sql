@@ -23,7 +23,6 @@ events as (
         product_item_id,
         usage_period_start,
         aggregation,
-        time_unit,
         value,
         {{ epoch_microseconds('event_at') }} as event_us
 
@@ -119,13 +118,8 @@ level_sets as (
         period_sums.level_set,
         min(period_sums.billing_period_start) as first_period,
         -- a set runs on to the current month (its level may carry), or to its last event's month
-        max(
-            case
-                when period_sums.billing_period_start > run_instant.current_month
-                    then period_sums.billing_period_start
-                else run_instant.current_month
-            end
-        ) as last_period
+        greatest(max(period_sums.billing_period_start), max(run_instant.current_month))
+            as last_period
 
     from period_sums
     cross join run_instant
