@@ -22,6 +22,13 @@ TEMP_TABLES = ("_recon_meters", "_recon_items", "_recon_currencies", "_recon_per
                "_recon_level_usage")
 
 
+# The item(s) an event `e` matches: same meter, and key=value exactly (no key, no match).
+MATCHING_ITEMS = """join temp._recon_items as i
+              on i.meter_id = e.meter_id
+             and (i.filter_key is null
+                  or json_extract_string(e.dimensions, i.filter_pointer) = i.filter_value)"""
+
+
 def _pointer(key: str) -> str:
     """RFC 6901 JSON pointer of one object key (``a/b`` -> ``/a~1b``), any character allowed."""
     return "/" + key.replace("~", "~0").replace("/", "~1")
@@ -108,14 +115,11 @@ class Run:
             where e.event_at >= $start::timestamptz and e.event_at < $end::timestamptz
         """, period)
         # which item(s) each event matches: same meter, and key=value exactly (no key, no match)
-        con.execute("""
+        con.execute(f"""
             create or replace temp table _recon_event_items as
             select e.event_id, e.meter_id, i.product_item_id
             from raw.usage_events as e
-            join temp._recon_items as i
-              on i.meter_id = e.meter_id
-             and (i.filter_key is null
-                  or json_extract_string(e.dimensions, i.filter_pointer) = i.filter_value)
+            {MATCHING_ITEMS}
             where e.event_at >= $start::timestamptz and e.event_at < $end::timestamptz
         """, period)
         # level meters carry their level from every earlier event: their events before the
@@ -128,14 +132,11 @@ class Run:
             where e.event_at < $end::timestamptz
               and e.meter_id in (select meter_id from temp._recon_meters where is_level)
         """, {"end": period["end"]})
-        con.execute("""
+        con.execute(f"""
             create or replace temp table _recon_level_event_items as
             select e.event_id, i.product_item_id
             from temp._recon_level_events as e
-            join temp._recon_items as i
-              on i.meter_id = e.meter_id
-             and (i.filter_key is null
-                  or json_extract_string(e.dimensions, i.filter_pointer) = i.filter_value)
+            {MATCHING_ITEMS}
         """)
 
     def teardown(self) -> None:
