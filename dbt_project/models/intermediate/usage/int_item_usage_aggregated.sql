@@ -1,3 +1,12 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['customer_id', 'product_item_id', 'meter_id', 'billing_period_start', 'aggregation'],
+    on_schema_change='append_new_columns',
+    pre_hook="{{ usage_layer_reset(also_replace=level_rows_condition()) }}",
+) }}
+-- depends_on: {{ ref('int_usage_unique_values') }}
+
 -- Usage per customer, product item and period (every period): the item's filter applies first,
 -- then the meter's aggregation over only the matching events (a `max` item filtered on
 -- region=eu is the peak of the EU events). `quantity` is the raw aggregate; pricing takes
@@ -5,6 +14,7 @@
 
 with
 
+-- the events this run adds: those landed since the last run (all of them on a first build)
 events as (
 
     select
@@ -17,19 +27,18 @@ events as (
         value,
         unique_dimension_value,
         event_at,
-        event_id
+        event_id,
+        landing_seq
 
     from {{ ref('int_usage_events_matched') }}
     where product_item_id is not null
         and not coalesce(is_level, false)
+        and {{ landed_since_last_build() }}
 
-),
+)
 
-aggregated as (
-
-    {{ aggregate_usage('events', ['customer_id', 'product_item_id', 'meter_id', 'billing_period_start', 'billing_period_end']) }}
-
-),
+-- their aggregates, merged with the rows held for the same groups
+{{ aggregate_usage_incrementally('events', ['customer_id', 'product_item_id', 'meter_id', 'billing_period_start', 'billing_period_end'], "unique_values.product_item_id is not null") }},
 
 -- Level meters: the item's own level (its carried level included), also in periods with no
 -- event of its own into which it carries a non-zero level (the item is live there).
@@ -52,4 +61,4 @@ levels as (
 
 select * from aggregated
 union all
-select * from levels
+{{ level_usage_rows('levels', ['customer_id', 'product_item_id', 'meter_id', 'billing_period_start', 'billing_period_end']) }}

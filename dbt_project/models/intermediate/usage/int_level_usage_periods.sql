@@ -8,26 +8,17 @@
 --   integral        carried_in x (E - s) + sum of value x (E - t) over the period's events
 --                   before E, in units x microseconds, exact                (time_weighted_sum)
 -- E is the period's end, or the run's instant in a month not yet over (month-to-date accrual).
--- One pass over the level events gives each (set, period)'s own sums; the carried level is a
--- running sum over those per-period rows (never a scan of earlier events). A set has a row for
--- every period with one of its events, and for every period up to the current month into which
--- it carries a non-zero level (event_count 0).
+-- A month that is over takes its sums from int_level_month_sums (kept incrementally: never a
+-- scan of earlier events); only the months not yet over at the run's instant read their events.
+-- The carried level is a running sum over the per-month rows. A set has a row for every period
+-- with one of its events, and for every period up to the current month into which it carries a
+-- non-zero level (event_count 0).
 
 with
 
-events as (
+month_sums as (
 
-    select
-        customer_id,
-        meter_id,
-        product_item_id,
-        usage_period_start,
-        aggregation,
-        value,
-        {{ epoch_microseconds('event_at') }} as event_us
-
-    from {{ ref('int_usage_events_matched') }}
-    where is_level
+    select * from {{ ref('int_level_month_sums') }}
 
 ),
 
@@ -45,9 +36,9 @@ run_instant as (
 months as (
 
     {{ month_series(
-        '(select min(usage_period_start) from events)',
-        '(select greatest(max(events.usage_period_start), max(run_instant.current_month))'
-        ~ ' from events cross join run_instant)') }}
+        '(select min(billing_period_start) from month_sums)',
+        '(select greatest(max(month_sums.billing_period_start), max(run_instant.current_month))'
+        ~ ' from month_sums cross join run_instant)') }}
 
 ),
 
@@ -79,34 +70,82 @@ month_bounds as (
 
 ),
 
-period_sums as (
+-- The months not over at the run's instant (its month and any later one), from their events:
+-- the changes before the bound and their weighted sum up to it.
+open_events as (
 
     select
         events.customer_id,
         events.meter_id,
         coalesce(events.product_item_id, '') as level_set,
-        events.usage_period_start as billing_period_start,
-        sum(events.value) as period_change,
-        sum(case when events.event_us < month_bounds.bound_us then events.value else 0 end)
+        events.usage_period_start,
+        events.aggregation,
+        events.value,
+        {{ epoch_microseconds('events.event_at') }} as event_us
+
+    from {{ ref('int_usage_events_matched') }} as events
+    cross join run_instant
+    where events.is_level
+        and events.usage_period_start >= run_instant.current_month
+
+),
+
+open_sums as (
+
+    select
+        open_events.customer_id,
+        open_events.meter_id,
+        open_events.level_set,
+        open_events.usage_period_start as billing_period_start,
+        sum(case when open_events.event_us < month_bounds.bound_us then open_events.value else 0 end)
             as change_before_bound,
         sum(
             case
-                when events.aggregation = 'time_weighted_sum'
-                    and events.event_us < month_bounds.bound_us
-                    then events.value * (month_bounds.bound_us - events.event_us)
+                when open_events.aggregation = 'time_weighted_sum'
+                    and open_events.event_us < month_bounds.bound_us
+                    then open_events.value * (month_bounds.bound_us - open_events.event_us)
                 else 0
             end
-        ) as weighted_changes,
-        count(*) as event_count
+        ) as weighted_changes
 
-    from events
+    from open_events
     inner join month_bounds
-        on events.usage_period_start = month_bounds.month_start
+        on open_events.usage_period_start = month_bounds.month_start
     group by
-        events.customer_id,
-        events.meter_id,
-        coalesce(events.product_item_id, ''),
-        events.usage_period_start
+        open_events.customer_id,
+        open_events.meter_id,
+        open_events.level_set,
+        open_events.usage_period_start
+
+),
+
+-- Every month's own sums: a month over takes the whole month's (its bound is its end).
+period_sums as (
+
+    select
+        month_sums.customer_id,
+        month_sums.meter_id,
+        month_sums.level_set,
+        month_sums.billing_period_start,
+        month_sums.period_change,
+        case
+            when month_bounds.bound_us = month_bounds.end_us then month_sums.period_change
+            else coalesce(open_sums.change_before_bound, 0)
+        end as change_before_bound,
+        case
+            when month_bounds.bound_us = month_bounds.end_us then month_sums.weighted_to_end
+            else coalesce(open_sums.weighted_changes, 0)
+        end as weighted_changes,
+        month_sums.event_count
+
+    from month_sums
+    inner join month_bounds
+        on month_sums.billing_period_start = month_bounds.month_start
+    left join open_sums
+        on month_sums.customer_id = open_sums.customer_id
+        and month_sums.meter_id = open_sums.meter_id
+        and month_sums.level_set = open_sums.level_set
+        and month_sums.billing_period_start = open_sums.billing_period_start
 
 ),
 

@@ -1,13 +1,23 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ usage_layer_reset(held_column='landing_seq') }}",
+) }}
+
 -- Every landed event (all periods) with its meter's aggregation and the product item that prices
 -- it: the item of the event's meter whose filter matches (no filter = every event; `key=value`
 -- matched exactly and case-sensitively; an event without the key does not match). The catalog
--- guarantees at most one such item; a NULL product_item_id is unbilled usage.
+-- guarantees at most one such item; a NULL product_item_id is unbilled usage. Incremental
+-- (macros/usage_layer.sql): a run adds the events landed since the last, or rebuilds from every
+-- event when the catalog's meters or filters changed.
 
 with
 
 events as (
 
     select * from {{ ref('stg_raw__usage_events') }}
+    where {{ landed_since_last_build(held_column='landing_seq') }}
 
 ),
 
@@ -34,6 +44,7 @@ matched as (
         events.usage_period_start,
         events.usage_period_end,
         events.landed_at,
+        events.landing_seq,
         meters.aggregation,
         coalesce(meters.is_level, false) as is_level,
         meters.time_unit,
@@ -42,7 +53,8 @@ matched as (
             when meters.unique_dimension is not null
                 then {{ json_extract_text('events.dimensions', 'meters.unique_dimension') }}
         end as unique_dimension_value,
-        product_items.product_item_id
+        product_items.product_item_id,
+        {{ usage_catalog_fingerprint() }} as catalog_fingerprint
 
     from events
     left join meters
