@@ -486,3 +486,76 @@ def test_an_integral_beyond_exact_integers_fails_closed(case, home, tmp_path):
         "events_counted_once"]
     assert not result.passed and result.blocking
     assert "could not run" in result.summary and "Overflow" in result.summary
+
+
+# --------------------------------------------------------------------------- the kept month sums
+
+def _all_sets(con, parsed, period: date, run_instant: datetime | None = None):
+    run = Run(con, parsed, read_currencies(), period, run_instant)
+    run.setup()
+    try:
+        return run.month_sums, {kind: run.levels(kind) for kind in levels.KINDS}
+    finally:
+        run.teardown()
+
+
+def test_kept_month_sums_give_the_figures_of_a_full_scan(case, home, tmp_path):
+    """A writer keeps billing.reconciliation_level_months and adds only the events landed since
+    its last run; a read-only run scans every level event: the same level sets either way, after
+    the first run and after late events that restate the carried levels."""
+    parsed = case["parsed"]
+    copy = _tampered(home, tmp_path)
+    late = [("late-1", "tw_acme", "storage_gb", "7.5", "2026-02-10T00:00:00+00:00",
+             '{"region": "eu"}', "late",
+             1, "sha-late", "run-2", "2026-05-03T00:00:00+00:00", 10_000)]
+    for step in ("first", "late"):
+        con = warehouse.connect(copy)
+        try:
+            if step == "late":
+                _insert_raw(con, late)
+            how, kept = _all_sets(con, parsed, APRIL)
+            held = con.execute("select count(*), max(through_landing_seq) "
+                               "from billing.reconciliation_level_months").fetchone()
+        finally:
+            con.close()
+        con = warehouse.connect(copy, read_only=True)
+        try:
+            scanned_how, scanned = _all_sets(con, parsed, APRIL)
+        finally:
+            con.close()
+        assert (how, scanned_how) == ("kept", "scanned")
+        assert kept == scanned, step
+        assert held[0] > 0
+    assert held[1] == 10_000  # the late event was added
+    con = warehouse.connect(home, read_only=True)
+    try:
+        before = _all_sets(con, parsed, APRIL)[1]
+    finally:
+        con.close()
+    for kind in ("meter", "item"):
+        was = {(s.customer_id, s.set_id): s.carried_level for s in before[kind]}
+        now = {(s.customer_id, s.set_id): s.carried_level for s in kept[kind]}
+        key = ("tw_acme", "storage_gb") if kind == "meter" else next(
+            k for k in now if k[0] == "tw_acme" and now[k] != was.get(k))
+        assert now[key] == was[key] + D("7.5"), kind
+
+
+def test_kept_month_sums_are_rebuilt_when_the_level_catalog_changes(case, home, tmp_path):
+    parsed = case["parsed"]
+    copy = _tampered(home, tmp_path, "insert into billing.reconciliation_level_months values "
+                     "('stale', 'acme', 'storage_gb', null, '2026-01-01', "
+                     "'2026-05-02T00:00:00Z', 1000, 1, 999999)")
+    con = warehouse.connect(copy)
+    try:
+        how, kept = _all_sets(con, parsed, APRIL)
+        stale = con.execute("select count(*) from billing.reconciliation_level_months "
+                            "where level_fingerprint = 'stale'").fetchone()[0]
+    finally:
+        con.close()
+    con = warehouse.connect(copy, read_only=True)
+    try:
+        _how, scanned = _all_sets(con, parsed, APRIL)
+    finally:
+        con.close()
+    assert how == "kept" and stale == 0
+    assert kept == scanned  # the stale row's watermark (999999) did not hide any event

@@ -156,6 +156,23 @@ create table if not exists billing.published_periods (
     invoice_count         integer not null,
     catalog_fingerprint   varchar not null
 );
+
+-- The reconciliation's own sums of the level meters' events, per customer, meter, item (NULL:
+-- the events no item matches), month and landing instant (reconciliation/levels.py). A check
+-- run adds the events landed since the last (landing_seq) and takes a period's carried level
+-- from the months before it, so it never rescans every level event. Kept by the checks alone,
+-- never by dbt; rows of another level catalog (level_fingerprint) are deleted and rebuilt.
+create table if not exists billing.reconciliation_level_months (
+    level_fingerprint     varchar not null,
+    customer_id           varchar not null,
+    meter_id              varchar not null,
+    product_item_id       varchar,
+    month_start           date not null,
+    landed_at             timestamptz not null,
+    change_sum            decimal(38, 12) not null,
+    event_count           bigint not null,
+    through_landing_seq   bigint not null
+);
 """
 
 

@@ -4,15 +4,17 @@ the usage and rated checks (CONTRACT.md v1.2 section 3).
 A level set is the customer's events of a meter (``meter``: the fct_meter_usage row), those an
 item's filter matches (``item``: the item's usage lines) or those no item matches
 (``unbilled``: the fct_unbilled_usage row). Per set and period [s, e), ``sql/level_sets.sql``
-scans the set's events before e and gives the level carried in (the sum of the values before
-s), the closing level (before the bound E: e, or the run's instant in a month not yet over) and
-the integral of the level over [s, E) summed step by step over the distinct instants of the
-period's events, an exact integer of 10^-12 units x microseconds. Here it is divided by the
+gives the level carried in (the sum of the values before s, from the checks' own month sums,
+``load_month_sums``: never a rescan of every level event), the closing level (before the bound
+E: e, or the run's instant in a month not yet over) and the integral of the level over [s, E)
+summed step by step over the distinct instants of the period's events, an exact integer of
+10^-12 units x microseconds. Here it is divided by the
 meter's ``time_unit`` in exact integer arithmetic and rounded once to 12 places, half away from
 zero. The dbt models derive the same figures in closed form; nothing is shared with them."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,9 +30,9 @@ UNIT_MICROSECONDS = {"day": 86_400_000_000, "hour": 3_600_000_000}
 SCALE = 10**12  # a level's units: 10^-12 (DECIMAL(38,12))
 _MICROSECOND = 1_000_000
 
-#: The rows of each kind of set (customer_id, set_id, value, event_at), from the level meters'
-#: events before the period's end (temp._recon_level_events) and the items each one matches
-#: (temp._recon_level_event_items). ``{cutoff}`` keeps the events landed by then (or all).
+#: The period's events of each kind of set (customer_id, set_id, value, event_at), from the level
+#: meters' events of the period (temp._recon_level_events) and the items each one matches
+#: (temp._recon_level_event_items). ``$cutoff`` keeps the events landed by then (or all).
 _LANDED = "($cutoff::timestamptz is null or e.landed_at <= $cutoff::timestamptz)"
 SOURCES = {
     "meter": f"""select e.customer_id, e.meter_id as set_id, e.value, e.event_at
@@ -45,19 +47,81 @@ SOURCES = {
                         select 1 from temp._recon_level_event_items as ei
                         where ei.event_id = e.event_id)""",
 }
+#: The level carried into the period by each kind of set (customer_id, set_id, change_sum):
+#: the sums of the months before it (temp._recon_level_months), landed by ``$cutoff``.
+_BEFORE = ("e.month_start < cast($start::timestamptz as date) "
+           "and ($cutoff::timestamptz is null or e.landed_at <= $cutoff::timestamptz)")
+CARRIED = {
+    "meter": f"""select e.customer_id, e.meter_id as set_id, e.change_sum
+                 from temp._recon_level_months as e where {_BEFORE}""",
+    "item": f"""select e.customer_id, e.product_item_id as set_id, e.change_sum
+                from temp._recon_level_months as e
+                where {_BEFORE} and e.product_item_id is not null""",
+    "unbilled": f"""select e.customer_id, e.meter_id as set_id, e.change_sum
+                    from temp._recon_level_months as e
+                    where {_BEFORE} and e.product_item_id is null""",
+}
 KINDS = tuple(SOURCES)
 #: (customer, meter) pairs into which an item's events or the unbilled events carry a non-zero
 #: level: each makes a usage row of the meter (and an invoice for the customer)
 CARRIED_SUBSETS = f"""
     select distinct customer_id, meter_id from (
-        select e.customer_id, e.meter_id, ei.product_item_id
-        from temp._recon_level_events as e
-        left join temp._recon_level_event_items as ei using (event_id)
-        where e.event_at < $start::timestamptz and {_LANDED}
-        group by e.customer_id, e.meter_id, ei.product_item_id
-        having sum(e.value) <> 0
+        select e.customer_id, e.meter_id, e.product_item_id
+        from temp._recon_level_months as e
+        where {_BEFORE}
+        group by e.customer_id, e.meter_id, e.product_item_id
+        having sum(e.change_sum) <> 0
     ) as carried
 """
+#: The level meters' events landed after ``$after`` (landing_seq), summed per customer, meter,
+#: item (NULL: no item matches; temp._recon_items), month and landing instant.
+MONTH_SUMS = """
+    select e.customer_id, e.meter_id, i.product_item_id,
+           cast(date_trunc('month', e.event_at) as date) as month_start, e.landed_at,
+           cast(sum(e.value) as decimal(38, 12)) as change_sum, count(*) as event_count,
+           max(e.landing_seq) as through_landing_seq
+    from raw.usage_events as e
+    left {matching}
+    where e.landing_seq > $after
+      and e.meter_id in (select meter_id from temp._recon_meters where is_level)
+    group by e.customer_id, e.meter_id, i.product_item_id, month_start, e.landed_at
+"""
+_MONTH_COLUMNS = ("customer_id, meter_id, product_item_id, month_start, landed_at, change_sum, "
+                  "event_count, through_landing_seq")
+
+
+def level_fingerprint(meters: dict[str, Meter], items: list[tuple]) -> str:
+    """What the month sums depend on: the level meters and the filters of their items
+    (``items``: product_item_id, meter_id, filter_key, filter_value)."""
+    lines = sorted([f"meter|{m}" for m in meters]
+                   + [f"item|{i}|{m}|{k}|{v}" for i, m, k, v in items if m in meters])
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def load_month_sums(con: duckdb.DuckDBPyConnection, matching: str, fingerprint: str) -> str:
+    """Fill temp._recon_level_months with the level meters' month sums of every landed event;
+    return how (``kept``: billing.reconciliation_level_months, brought up to date with the
+    events landed since the last check run; ``scanned``: every level event read, on a read-only
+    connection). Each statement leaves the kept sums whole: a killed run loses nothing, and the
+    next one adds from the highest landing_seq they hold."""
+    con.execute(f"create or replace temp table _recon_level_months as "
+                f"select {_MONTH_COLUMNS} from ({MONTH_SUMS.format(matching=matching)}) "
+                f"as sums where false", {"after": -1})
+    read_only = con.execute("select current_setting('access_mode')").fetchone()[0] == "read_only"
+    if read_only:
+        con.execute(f"insert into temp._recon_level_months {MONTH_SUMS.format(matching=matching)}",
+                    {"after": -1})
+        return "scanned"
+    con.execute("delete from billing.reconciliation_level_months "
+                "where level_fingerprint <> $fp", {"fp": fingerprint})
+    after = con.execute("select coalesce(max(through_landing_seq), -1) "
+                        "from billing.reconciliation_level_months").fetchone()[0]
+    con.execute(f"insert into billing.reconciliation_level_months "
+                f"select $fp, * from ({MONTH_SUMS.format(matching=matching)}) as added",
+                {"fp": fingerprint, "after": after})
+    con.execute(f"insert into temp._recon_level_months select {_MONTH_COLUMNS} "
+                f"from billing.reconciliation_level_months")
+    return "kept"
 
 
 def instant(moment: date | datetime) -> str:
@@ -144,8 +208,8 @@ def level_sets(con: duckdb.DuckDBPyConnection, kind: str, meters: dict[str, Mete
     is the instant the period accrues up to; ``cutoff`` keeps the events landed by then."""
     params = {"start": instant(start), "bound": instant(bound),
               "cutoff": None if cutoff is None else instant(cutoff)}
-    rows = con.execute(read_sql(__file__, "level_sets.sql", source=SOURCES[kind]),
-                       params).fetchall()
+    rows = con.execute(read_sql(__file__, "level_sets.sql", source=SOURCES[kind],
+                                carried=CARRIED[kind]), params).fetchall()
     carried_meters = set()
     if kind == "meter":
         carried_meters = {tuple(r) for r in con.execute(

@@ -19,7 +19,7 @@ from orchestration.lib.sql import read_sql
 
 TEMP_TABLES = ("_recon_meters", "_recon_items", "_recon_currencies", "_recon_period_events",
                "_recon_event_items", "_recon_level_events", "_recon_level_event_items",
-               "_recon_level_usage")
+               "_recon_level_months", "_recon_level_usage")
 
 
 # The item(s) an event `e` matches: same meter, and key=value exactly (no key, no match).
@@ -69,6 +69,7 @@ class Run:
         self._recipients: set[str] | None = None
         self._levels: dict[str, list[levels_lib.LevelSet]] = {}
         self._level_table: set[str] = set()
+        self.month_sums = ""  # how the level month sums were read (levels.load_month_sums)
 
     # ----------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -122,22 +123,22 @@ class Run:
             {MATCHING_ITEMS}
             where e.event_at >= $start::timestamptz and e.event_at < $end::timestamptz
         """, period)
-        # level meters carry their level from every earlier event: their events before the
-        # period's end, whatever their period, and the item(s) each one matches
+        # level meters: the period's events and the item(s) each one matches; the level they
+        # carry in comes from the checks' own month sums (levels.load_month_sums)
         con.execute("""
             create or replace temp table _recon_level_events as
-            select e.event_id, e.customer_id, e.meter_id, e.value, e.event_at, e.landed_at,
-                   e.dimensions
-            from raw.usage_events as e
-            where e.event_at < $end::timestamptz
-              and e.meter_id in (select meter_id from temp._recon_meters where is_level)
-        """, {"end": period["end"]})
-        con.execute(f"""
-            create or replace temp table _recon_level_event_items as
-            select e.event_id, i.product_item_id
-            from temp._recon_level_events as e
-            {MATCHING_ITEMS}
+            select event_id, customer_id, meter_id, value, event_at, landed_at
+            from temp._recon_period_events where is_level
         """)
+        con.execute("""
+            create or replace temp table _recon_level_event_items as
+            select ei.event_id, ei.product_item_id
+            from temp._recon_event_items as ei
+            where ei.meter_id in (select meter_id from temp._recon_meters where is_level)
+        """)
+        fingerprint = levels_lib.level_fingerprint(
+            self.level_meters, [(i[0], i[1], i[2], i[4]) for i in items])
+        self.month_sums = levels_lib.load_month_sums(con, MATCHING_ITEMS, fingerprint)
 
     def teardown(self) -> None:
         for table in TEMP_TABLES:

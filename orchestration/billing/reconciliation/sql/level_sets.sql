@@ -1,5 +1,6 @@
 -- Level meters (CONTRACT.md section 3), per level set of the source rows (customer_id, set_id,
--- value, event_at: a set's events before the period's end), recomputed step by step rather than
+-- value, event_at: a set's events of the period) and of the carried rows (customer_id, set_id,
+-- change_sum: its month sums before the period), recomputed step by step rather than
 -- in closed form: the level holds from the period's first instant and from each distinct instant
 -- of the set's events before the bound E (the period's end, or the run's instant in a month not
 -- yet over) on, at the carried level plus a running sum of the changes over the instants (a
@@ -13,17 +14,30 @@ with source_rows as (
                + cast((value - trunc(value)) * 1000000000000 as hugeint) as units
     from ({{ source }}) as level_rows
 ),
-level_sets as (
+carried_sums as (
+    select customer_id, set_id, cast(sum(change_sum) as decimal(38, 12)) as carried_level
+    from ({{ carried }}) as carried_rows
+    group by customer_id, set_id
+),
+period_sums as (
     select customer_id, set_id,
-           cast(coalesce(sum(value) filter (where event_at < $start::timestamptz), 0)
-                as decimal(38, 12)) as carried_level,
-           coalesce(sum(units) filter (where event_at < $start::timestamptz), 0)
-               as carried_units,
-           cast(coalesce(sum(value) filter (where event_at < $bound::timestamptz), 0)
-                as decimal(38, 12)) as closing_level,
-           count(*) filter (where event_at >= $start::timestamptz) as event_count
+           sum(value) filter (where event_at < $bound::timestamptz) as change_before_bound,
+           count(*) as event_count
     from source_rows
     group by customer_id, set_id
+),
+level_sets as (
+    select coalesce(c.customer_id, p.customer_id) as customer_id,
+           coalesce(c.set_id, p.set_id) as set_id,
+           coalesce(c.carried_level, 0) as carried_level,
+           cast(trunc(coalesce(c.carried_level, 0)) as hugeint) * 1000000000000
+               + cast((coalesce(c.carried_level, 0) - trunc(coalesce(c.carried_level, 0)))
+                      * 1000000000000 as hugeint) as carried_units,
+           cast(coalesce(c.carried_level, 0) + coalesce(p.change_before_bound, 0)
+                as decimal(38, 12)) as closing_level,
+           coalesce(p.event_count, 0) as event_count
+    from carried_sums as c
+    full outer join period_sums as p on p.customer_id = c.customer_id and p.set_id = c.set_id
 ),
 -- the period's first instant, and each distinct instant of the period's events before E, with
 -- the sum of the changes at that instant (events at one instant act together)
