@@ -10,7 +10,10 @@ set-based by DuckDB): skewed customers, spread over November 2025 to October 202
 change (storage: +0.5..+50 GB, one in four a deletion of up to 40 GB; instances: +1 or -1).
 
 The run, every command under `/usr/bin/time -v`: `meterline ingest`, `bill --period 2026-10`
-(October's levels carry eleven months of changes), then `bill --period 2026-10` again. The floor
+(October's levels carry eleven months of changes), then `bill --period 2026-10` again; then
+`ingest` of 1% more events (November's first two days), `bill --period 2026-10` once more (the
+usage layer adds only the new events) and `bill --period 2026-11` (twelve months carried in,
+accrued to the run's instant). The floor
 is one hand-written DuckDB query from the Parquet file to October's invoice totals by another
 method (the level's steps: a window over each customer's distinct instants); the totals are
 compared with Meterline's to the cent. Figures are appended to benchmarks/RESULTS.md.
@@ -68,7 +71,7 @@ CATALOG = {
 }
 
 EVENTS = f"""
-select 'l' || k as event_id,
+select '{{prefix}}' || k as event_id,
     'c' || lpad(floor({CUSTOMERS} * pow(hash(k, 'c') / 18446744073709551616.0, 3))::integer
                 ::varchar, 4, '0') as customer_id,
     case when hash(k, 'm') % 10 < 7 then 'storage_gb' else 'instances' end as meter,
@@ -76,8 +79,8 @@ select 'l' || k as event_id,
          when hash(k, 'd') % 4 = 0 then -((hash(k, 'v') % 40000)::decimal(18, 0) * 0.001)
          else (500 + hash(k, 'v') % 49500)::decimal(18, 0) * 0.001
     end::decimal(18, 3) as value,
-    timestamptz '{FIRST} 00:00:00+00'
-        + to_microseconds((hash(k, 't') % ((date '{END}' - date '{FIRST}') * 86400000000))
+    timestamptz '{{first}} 00:00:00+00'
+        + to_microseconds((hash(k, 't') % ((date '{{end}}' - date '{{first}}') * 86400000000))
                           ::bigint) as timestamp,
     map(['region'], [case when hash(k, 'r') % 3 = 0 then 'eu' else 'us' end]) as dimensions
 from range(0, {{events}}) t(k)
@@ -158,8 +161,14 @@ def main() -> None:
         started = time.monotonic()
         con = duckdb.connect()
         con.execute("set TimeZone = 'UTC'")
-        con.execute(f"copy ({EVENTS.format(events=args.events)}) to '{events}' "
-                    "(format parquet, compression zstd, row_group_size 1000000)")
+        # the year, then 1% more: changes of November's first two days (the run's month)
+        more = work / "more.parquet"
+        for path, count, prefix, first, end in ((events, args.events, "l", FIRST, END),
+                                                (more, args.events // 100, "n", END,
+                                                 "2026-11-03")):
+            query = EVENTS.format(events=count, prefix=prefix, first=first, end=end)
+            con.execute(f"copy ({query}) to '{path}' "
+                        "(format parquet, compression zstd, row_group_size 1000000)")
         con.close()
         print(f"generated {args.events:,} events in {time.monotonic() - started:.1f} s")
         meterline = str(Path(sys.executable).with_name("meterline"))
@@ -175,6 +184,12 @@ def main() -> None:
                 timed("bill --period 2026-10", [meterline, "bill", "--period", "2026-10"], env),
                 timed("bill --period 2026-10 (again)", [meterline, "bill", "--period",
                                                          "2026-10"], env)]
+        shutil.move(more, home / "landing" / more.name)
+        rows += [timed("ingest (1% more: November's first two days)", [meterline, "ingest"], env),
+                 timed("bill --period 2026-10 (after the 1%)",
+                       [meterline, "bill", "--period", "2026-10"], env),
+                 timed("bill --period 2026-11 (12 months carried in, month to date)",
+                       [meterline, "bill", "--period", "2026-11"], env)]
         con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
         got = dict(con.execute("select customer_id, cast(total as decimal(38, 2))::varchar "
                                "from marts.fct_invoices where billing_period_start = "
@@ -201,7 +216,9 @@ def main() -> None:
             "with a non-zero total); "
             f"{usage_rows:,} rows in marts.fct_meter_usage (every customer-meter-month with a "
             "level).",
-            f"- bill / floor: {bill / floor.wall:.1f}x.",
+            f"- bill / floor: {bill / floor.wall:.1f}x; after 1% more events, the bill costs "
+            f"{rows[4].wall / bill:.0%} of the first, and November's (twelve months carried in) "
+            f"{rows[5].wall / bill:.0%}.",
             "",
             "| command | wall s | peak RSS MiB |",
             "|---|---:|---:|",
