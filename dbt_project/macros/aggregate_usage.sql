@@ -151,3 +151,32 @@
 {% macro duckdb__latest_value(value, event_at, event_id) -%}
     arg_max({{ value }}, row({{ event_at }}, {{ event_id }}))
 {%- endmacro %}
+
+{#- The aggregate "`value` of the row with the least (keys...)" (keys: SQL expressions, compared
+    in order; the last should be unique), in one pass without a sort. -#}
+{% macro first_by(value, keys) -%}
+    {{ return(adapter.dispatch('first_by', 'meterline')(value, keys)) }}
+{%- endmacro %}
+
+{% macro default__first_by(value, keys) -%}
+    min_by({{ value }}, struct({{ keys | join(', ') }}))
+{%- endmacro %}
+
+{% macro duckdb__first_by(value, keys) -%}
+    arg_min({{ value }}, row({{ keys | join(', ') }}))
+{%- endmacro %}
+
+{#- The aggregate "the n-th least (instant, id) of the group", as a struct with fields
+    `event_at` and `event_id` (NULL below n rows is the caller's to handle), in one pass. -#}
+{% macro nth_earliest_instant_and_id(event_at, event_id, n) -%}
+    {{ return(adapter.dispatch('nth_earliest_instant_and_id', 'meterline')(event_at, event_id, n)) }}
+{%- endmacro %}
+
+{% macro default__nth_earliest_instant_and_id(event_at, event_id, n) -%}
+    array_max(slice(array_sort(collect_list(named_struct('event_at', {{ event_at }},
+        'event_id', {{ event_id }}))), 1, {{ n }}))
+{%- endmacro %}
+
+{% macro duckdb__nth_earliest_instant_and_id(event_at, event_id, n) -%}
+    list_max(min(struct_pack(event_at := {{ event_at }}, event_id := {{ event_id }}), {{ n }}))
+{%- endmacro %}

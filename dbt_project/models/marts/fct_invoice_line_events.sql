@@ -14,6 +14,10 @@
 
 with
 
+-- which line bills each event that this period's invoices can bill (events of this period or
+-- before: late ones restate earlier periods), with the evidence columns
+{{ billed_events_ctes('usage_period_start <= ' ~ billing_period_start()) }},
+
 invoices as (
 
     select invoice_id, billing_period_start
@@ -22,7 +26,7 @@ invoices as (
 
 ),
 
-billed as (
+line_events as (
 
     select
         billed_events.invoice_id,
@@ -30,52 +34,22 @@ billed as (
         billed_events.line_type,
         billed_events.product_item_id,
         billed_events.usage_period_start,
-        billed_events.event_id
+        billed_events.event_id,
+        billed_events.aggregation,
+        billed_events.value,
+        billed_events.event_at,
+        billed_events.landed_at,
+        billed_events.unique_dimension_value
 
-    from {{ ref('fct_billed_events') }} as billed_events
+    from billed_events
     inner join invoices
         on billed_events.invoice_id = invoices.invoice_id
 
 ),
 
-events as (
-
-    select
-        billed.*,
-        matched.aggregation,
-        matched.value,
-        matched.event_at,
-        matched.landed_at,
-        matched.unique_dimension_value
-
-    from billed
-    inner join {{ ref('int_usage_events_matched') }} as matched
-        on billed.event_id = matched.event_id
-
-),
-
-ranked as (
-
-    select
-        events.*,
-        row_number() over (
-            partition by invoice_id, product_item_id, usage_period_start, line_type
-            order by event_at, event_id
-        ) as time_rank,
-        row_number() over (
-            partition by invoice_id, product_item_id, usage_period_start, line_type
-            order by
-                case when aggregation = 'max' then value end desc nulls last,
-                case when aggregation = 'latest' then event_at end desc nulls last,
-                case when aggregation = 'latest' then event_id end desc nulls last,
-                event_at,
-                event_id
-        ) as deciding_rank
-
-    from events
-
-),
-
+-- Per line, in one pass (aggregates, no sort of the events): the count, the aggregate, the
+-- deciding event (`max`: the highest value, then the earliest; `latest`: the latest instant,
+-- then the highest event_id) and the 10th event in time order, when there are more than 10.
 line_totals as (
 
     select
@@ -91,13 +65,66 @@ line_totals as (
             when min(aggregation) = 'unique_count'
                 then cast(count(distinct unique_dimension_value) as {{ quantity_type() }})
             when min(aggregation) = 'max' then max(value)
-            when min(aggregation) = 'latest'
-                then max(case when deciding_rank = 1 then value end)
+            when min(aggregation) = 'latest' then {{ latest_value('value') }}
             -- a level meter's line: NULL (its quantity also depends on the level carried in)
-        end as aggregate_value
+        end as aggregate_value,
+        case min(aggregation)
+            when 'max' then {{ first_by('event_id', ['-value', 'event_at', 'event_id']) }}
+            when 'latest' then {{ latest_value('event_id') }}
+        end as deciding_event_id,
+        case
+            when count(*) > 10 then {{ nth_earliest_instant_and_id('event_at', 'event_id', 10) }}
+        end as tenth
 
-    from ranked
+    from line_events
     group by invoice_id, product_item_id, usage_period_start, line_type
+
+),
+
+line_bounds as (
+
+    select
+        line_totals.*,
+        tenth.event_at as tenth_at,
+        tenth.event_id as tenth_id
+
+    from line_totals
+
+),
+
+-- the events a line can show: its first 10 in time order and its deciding event
+candidates as (
+
+    select
+        line_events.*,
+        line_bounds.event_count,
+        line_bounds.aggregate_value,
+        coalesce(line_events.event_id = line_bounds.deciding_event_id, false) as is_deciding
+
+    from line_events
+    inner join line_bounds
+        on line_events.invoice_id = line_bounds.invoice_id
+        and line_events.product_item_id = line_bounds.product_item_id
+        and line_events.usage_period_start = line_bounds.usage_period_start
+        and line_events.line_type = line_bounds.line_type
+    where line_bounds.tenth_at is null
+        or line_events.event_at < line_bounds.tenth_at
+        or (line_events.event_at = line_bounds.tenth_at
+            and line_events.event_id <= line_bounds.tenth_id)
+        or line_events.event_id = line_bounds.deciding_event_id
+
+),
+
+ranked as (
+
+    select
+        candidates.*,
+        row_number() over (
+            partition by invoice_id, product_item_id, usage_period_start, line_type
+            order by event_at, event_id
+        ) as time_rank
+
+    from candidates
 
 ),
 
@@ -112,7 +139,7 @@ deciding as (
         time_rank as deciding_time_rank
 
     from ranked
-    where deciding_rank = 1 and aggregation in ('max', 'latest')
+    where is_deciding
 
 ),
 
@@ -122,7 +149,7 @@ shown as (
         ranked.*,
         case
             when deciding.deciding_time_rank is null then ranked.time_rank
-            when ranked.deciding_rank = 1 then 1
+            when ranked.is_deciding then 1
             when ranked.time_rank < deciding.deciding_time_rank then ranked.time_rank + 1
             else ranked.time_rank
         end as shown_rank
@@ -142,8 +169,8 @@ select
     shown.line_type,
     shown.product_item_id,
     shown.usage_period_start,
-    cast(line_totals.event_count as bigint) as event_count,
-    cast(line_totals.aggregate_value as {{ quantity_type() }}) as aggregate_value,
+    cast(shown.event_count as bigint) as event_count,
+    cast(shown.aggregate_value as {{ quantity_type() }}) as aggregate_value,
     cast(shown.shown_rank as integer) as shown_rank,
     shown.event_id,
     shown.event_at,
@@ -152,11 +179,6 @@ select
     shown.landed_at
 
 from shown
-inner join line_totals
-    on shown.invoice_id = line_totals.invoice_id
-    and shown.product_item_id = line_totals.product_item_id
-    and shown.usage_period_start = line_totals.usage_period_start
-    and shown.line_type = line_totals.line_type
 inner join {{ ref('stg_raw__usage_events') }} as raw_events
     on shown.event_id = raw_events.event_id
 where shown.shown_rank <= 10
