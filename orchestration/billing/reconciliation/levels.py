@@ -49,8 +49,7 @@ SOURCES = {
 }
 #: The level carried into the period by each kind of set (customer_id, set_id, change_sum):
 #: the sums of the months before it (temp._recon_level_months), landed by ``$cutoff``.
-_BEFORE = ("e.month_start < cast($start::timestamptz as date) "
-           "and ($cutoff::timestamptz is null or e.landed_at <= $cutoff::timestamptz)")
+_BEFORE = f"e.month_start < cast($start::timestamptz as date) and {_LANDED}"
 CARRIED = {
     "meter": f"""select e.customer_id, e.meter_id as set_id, e.change_sum
                  from temp._recon_level_months as e where {_BEFORE}""",
