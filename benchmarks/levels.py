@@ -172,7 +172,8 @@ def main() -> None:
         con.close()
         print(f"generated {args.events:,} events in {time.monotonic() - started:.1f} s")
         meterline = str(Path(sys.executable).with_name("meterline"))
-        env = dict(os.environ, METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(catalog),
+        env = dict(os.environ, METERLINE_INGEST_REFRESH="off",  # landing timed alone
+                   METERLINE_HOME=str(home), METERLINE_CATALOG_DIR=str(catalog),
                    METERLINE_NOW=NOW)
         python = sys.executable
         floor_script = [python, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); "

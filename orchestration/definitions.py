@@ -6,13 +6,14 @@ import dagster as dg
 
 from orchestration.billing.assets import billing_models, price_book, publish_invoices
 from orchestration.billing.checks import reconciliation
-from orchestration.billing.jobs import billing_job, publish_job
+from orchestration.billing.jobs import billing_job, month_to_date_job, publish_job
 from orchestration.billing.project import (
     MeterlineDbtCliResource,
     dbt_project,
     dbt_run_executable,
 )
 from orchestration.billing.schedules import monthly_close
+from orchestration.billing.sensors import month_to_date_after
 from orchestration.ingestion.assets import landed_events
 from orchestration.ingestion.jobs import ingest_job
 from orchestration.ingestion.sensors import landing_files
@@ -22,9 +23,9 @@ from orchestration.resources import MeterlineResource
 defs = dg.Definitions(
     assets=[landed_events, price_book, billing_models, publish_invoices],
     asset_checks=[reconciliation],
-    jobs=[ingest_job, billing_job, publish_job],
+    jobs=[ingest_job, billing_job, publish_job, month_to_date_job],
     schedules=[monthly_close],
-    sensors=[landing_files],
+    sensors=[landing_files, month_to_date_after(ingest_job)],
     resources={
         "dbt": MeterlineDbtCliResource(project_dir=dbt_project,
                                        profiles_dir=str(dbt_project.project_dir),

@@ -45,7 +45,10 @@ def run_meterline(args: list[str], *, home: Path, catalog: Path, cwd: Path,
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("METERLINE_", "DAGSTER_"))}
     full_env.update({"METERLINE_HOME": str(home), "METERLINE_CATALOG_DIR": str(catalog),
-                     "METERLINE_NOW": pinned_now()})
+                     "METERLINE_NOW": pinned_now(),
+                     # landing only, unless a test asks for the explorers' refresh: the tests
+                     # that bill do so themselves (tests/test_month_to_date.py covers it)
+                     "METERLINE_INGEST_REFRESH": "off"})
     full_env.update(env or {})
     return subprocess.run([meterline_bin(), *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout, check=False)

@@ -19,6 +19,8 @@ PACKAGE = ROOT / "orchestration"
 # (floor, module prefixes): a module's floor is the first entry whose prefix it starts with.
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("orchestration.cli",)),
+    # the web app (`meterline serve`): reads the readers' snapshot; imports nothing of the runs
+    ("web", ("orchestration.web",)),
     ("definitions", ("orchestration.definitions",)),
     ("domains", ("orchestration.ingestion", "orchestration.billing")),
     ("instance", ("orchestration.instance", "orchestration.resources",

@@ -20,6 +20,23 @@ def test_definitions_load_with_jobs_and_executor():
     assert billing.executor_def.name == dg.in_process_executor.name
 
 
+def test_month_to_date_job_builds_the_billing_models_without_checks_after_each_ingest():
+    """An ingest's refresh of the open months (issue 16) builds the same models as billing_job,
+    the explorers' marts among them, and runs none of the checks (a draft is proved when it is
+    billed or published); a sensor follows the ingests the CLI did not start."""
+    refresh = defs.resolve_job_def("month_to_date_job")
+    billing = defs.resolve_job_def("billing_job")
+    built = refresh.asset_layer.asset_graph.get_all_asset_keys()
+    assert refresh.partitions_def == billing.partitions_def
+    for mart in ("fct_usage_daily", "fct_revenue_monthly", "dim_customers", "dim_product_items",
+                 "fct_invoice_lines"):
+        assert dg.AssetKey(["marts", mart]) in built, mart
+    assert not refresh.asset_layer.asset_graph.asset_check_keys  # no dbt test, no check
+    assert len(billing.asset_layer.asset_graph.asset_check_keys) >= 20
+    sensor = defs.resolve_sensor_def("month_to_date_refresh")
+    assert sensor.job_name == "month_to_date_job"
+
+
 def test_billing_assets_and_dbt_tests_as_checks():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
@@ -66,7 +83,7 @@ def test_reconciliation_checks_are_blocking_checks_of_the_marts_they_prove():
     assert proved <= set(publish.parent_keys)
     # every singular dbt test explains itself in the UI
     singular = [k for k in graph.asset_check_keys if k.name.startswith("assert_")]
-    assert len(singular) == 12
+    assert len(singular) == 14
     assert all(graph.get_check_spec(k).description for k in singular)
 
 

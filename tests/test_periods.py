@@ -32,3 +32,23 @@ def test_grace_period_and_month_to_date():
     now = datetime(2026, 11, 25, 12, tzinfo=UTC)
     assert periods.is_month_to_date(date(2026, 11, 1), now=now)
     assert not periods.is_month_to_date(date(2026, 10, 1), now=now)
+
+
+def test_open_months_are_the_unpublished_previous_month_and_the_current_one():
+    # the 1st of January: the previous month is December of the year before
+    assert periods.open_months(date(2027, 1, 1), set()) == [date(2026, 12, 1), date(2027, 1, 1)]
+    # once the previous month is published only the current month stays open
+    assert periods.open_months(date(2026, 12, 17), {date(2026, 11, 1)}) == [date(2026, 12, 1)]
+    # an older unpublished month is not refreshed (it keeps its last bill's draft)
+    assert periods.open_months(date(2026, 12, 31), {date(2026, 10, 1)}) == [
+        date(2026, 11, 1), date(2026, 12, 1)]
+
+
+def test_ingest_refresh_setting():
+    from orchestration.lib.settings import load
+
+    assert load({}).ingest_refresh is True
+    assert load({"METERLINE_INGEST_REFRESH": "off"}).ingest_refresh is False
+    assert load({"METERLINE_INGEST_REFRESH": " ON "}).ingest_refresh is True
+    with pytest.raises(UsageError, match="METERLINE_INGEST_REFRESH"):
+        load({"METERLINE_INGEST_REFRESH": "sometimes"})

@@ -107,8 +107,12 @@ MORE = [
 #: the usage layer's tables and the columns that identify a row (every column is compared)
 LAYER = ("int_usage_events_matched", "int_usage_unique_values", "int_level_month_sums",
          "int_level_usage_periods", "int_item_usage_aggregated",
-         "int_meter_usage_aggregated", "int_unbilled_usage_aggregated")
-MARTS = ("fct_meter_usage", "fct_unbilled_usage", "fct_invoice_lines")
+         "int_meter_usage_aggregated", "int_unbilled_usage_aggregated",
+         "int_usage_daily_unique_values", "int_usage_daily_aggregated")
+MARTS = ("fct_meter_usage", "fct_unbilled_usage", "fct_invoice_lines", "fct_usage_daily")
+#: tables whose rows do not depend on the command's instant (no month-to-date accrual)
+INSTANT_FREE = ("int_usage_events_matched", "int_usage_unique_values", "fct_invoice_lines",
+                "int_usage_daily_unique_values", "int_usage_daily_aggregated", "fct_usage_daily")
 #: the month of the pinned clock: its level rows accrue up to each command's instant
 CURRENT_MONTH = f"{PINNED_NOW[:7]}-01"
 
@@ -131,7 +135,8 @@ def _tables(tmp: Path) -> dict[str, list[tuple]]:
         found = {}
         for table in LAYER:
             query = f"select * from intermediate.{table}"
-            if table == "int_usage_unique_values":  # a value may be appended twice: count sets
+            if table in ("int_usage_unique_values", "int_usage_daily_unique_values"):
+                # a value may be appended twice: compare the sets
                 query = f"select distinct * exclude (through_landing_seq) from intermediate.{table}"
             found[table] = con.execute(f"{query} {_closed(table)} order by all").fetchall()
         for table in MARTS:
@@ -145,7 +150,7 @@ def _tables(tmp: Path) -> dict[str, list[tuple]]:
 def _closed(table: str) -> str:
     """Rows of the months over at the pinned clock (the current month's level rows accrue to
     the instant of each command, which moves)."""
-    if table in ("int_usage_events_matched", "int_usage_unique_values", "fct_invoice_lines"):
+    if table in INSTANT_FREE:
         return ""
     return f"where billing_period_start < date '{CURRENT_MONTH}'"
 

@@ -5,21 +5,24 @@
     - sum, max: of `value`; count: the events;
     - unique_count: distinct `unique_dimension_value` (events without it count in event_count
       only), from int_usage_unique_values when adding to the rows held (a count of distinct
-      values does not add up), restricted by `unique_values_filter`;
+      values does not add up), restricted by `unique_values_filter` (`unique_values`: the
+      model holding them, with the group columns);
     - latest: the value of the event with the greatest event_at, ties to the greatest event_id in
-      byte order.
+      byte order;
+    - level meters (when the events hold any): the net change, the sum of the values.
     Each row keeps the state that adds up (sum, max, the latest event and its value, the count,
     the highest landing_seq): a run that adds events merges the new events' state with the
     groups' rows it holds, and delete+insert replaces those rows. Emits CTEs `added` and
     `aggregated` (comma first). -#}
-{% macro aggregate_usage_incrementally(events, group_columns, unique_values_filter) -%}
+{% macro aggregate_usage_incrementally(events, group_columns, unique_values_filter, unique_values='int_usage_unique_values') -%}
     {%- set group_list = group_columns | join(', ') -%}
     {%- set adds = usage_layer_adds() -%}
     , added as (
         select
             {{ group_list }},
             aggregation,
-            sum(case when aggregation = 'sum' then value end) as sum_value,
+            sum(case when aggregation in ('sum', 'time_weighted_sum', 'running_total')
+                then value end) as sum_value,
             max(case when aggregation = 'max' then value end) as max_value,
             {{ latest_value("case when aggregation = 'latest' then value end") }} as latest_value,
             max(case when aggregation = 'latest' then event_at end) as latest_event_at,
@@ -64,7 +67,7 @@
     )
     , distinct_counts as (
         select {{ group_list }}, count(distinct unique_dimension_value) as distinct_values
-        from {{ ref('int_usage_unique_values') }} as unique_values
+        from {{ ref(unique_values) }} as unique_values
         where {{ unique_values_filter }}
             and exists (
                 select 1 from added
@@ -99,6 +102,9 @@
                     when 'unique_count' then distinct_values
                     when 'max' then max_value
                     when 'latest' then latest_value
+                    -- a level meter's events here: their net change (the explorers' days)
+                    when 'time_weighted_sum' then sum_value
+                    when 'running_total' then sum_value
                 end
                 as {{ quantity_type() }}) as quantity,
             event_count,

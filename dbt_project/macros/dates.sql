@@ -33,3 +33,17 @@
     {{ row }}.effective_from <= {{ day }}
     and ({{ row }}.effective_to is null or {{ row }}.effective_to > {{ day }})
 {%- endmacro %}
+
+{#- The UTC calendar day of an instant (TIMESTAMP WITH TIME ZONE), as a DATE, whatever the
+    session time zone. -#}
+{% macro utc_date(instant) %}
+    {{- return(adapter.dispatch('utc_date', 'meterline')(instant)) -}}
+{% endmacro %}
+
+{% macro default__utc_date(instant) -%}
+    cast(({{ instant }}) at time zone 'UTC' as date)
+{%- endmacro %}
+
+{% macro duckdb__utc_date(instant) -%}
+    cast(timezone('UTC', {{ instant }}) as date)
+{%- endmacro %}

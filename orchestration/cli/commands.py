@@ -36,7 +36,51 @@ def cmd_ingest(args: argparse.Namespace, cfg: Settings) -> int:
 
         print(format_report(doc))
         print(f"Dagster run: {outcome.run_id}")
+    sys.stdout.flush()
+    if _landed_something(doc):
+        refresh_open_months(cfg)
     return EXIT_FAILED if doc and doc.get("unreadable") else EXIT_OK
+
+
+def _landed_something(doc: dict | None) -> bool:
+    if not doc:
+        return False
+    return bool(doc["totals"]["landed"] or doc.get("relanded", {}).get("landed"))
+
+
+def refresh_open_months(cfg: Settings) -> list[str]:
+    """After an ingest that landed events: rebuild the open months' drafts (month_to_date_job:
+    the billing models without their tests and checks) so the explorers show month-to-date usage
+    and estimates without a `bill`. A failure is reported and changes nothing landed; the
+    month keeps its last draft until the next ingest or bill. The keys refreshed."""
+    from orchestration.cli.engine import run_job
+
+    if not cfg.ingest_refresh:
+        return []
+    published: set = set()
+    try:
+        with readers.reader(cfg, notice=lambda _msg: None) as con:
+            if readers.table_exists(con, "billing", "published_periods"):
+                published = {row[0] for row in con.execute(
+                    "select billing_period_start from billing.published_periods").fetchall()}
+    except readers.WarehouseBusy:
+        pass
+    refreshed = []
+    for month in periods.open_months(clock.today(), published):
+        key = periods.period_key(month)
+        say(f"refreshing {key}'s month-to-date draft for the explorers "
+            f"(METERLINE_INGEST_REFRESH=off skips it) ...")
+        started = clock.now()
+        outcome = run_job(cfg, "month_to_date_job", partition_key=key)
+        if not outcome.success:
+            first = (outcome.failures or ["failed"])[0].splitlines()[0]
+            say(f"warning: {key}'s draft was not refreshed ({first}); the events landed, and "
+                f"`meterline bill --period {key}` says why in full")
+            continue
+        refreshed.append(key)
+        say(f"  {key} refreshed in {(clock.now() - started).total_seconds():.1f} s "
+            f"(Dagster run {outcome.run_id})")
+    return refreshed
 
 
 def cmd_verify(args: argparse.Namespace, cfg: Settings) -> int:

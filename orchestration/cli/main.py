@@ -28,6 +28,8 @@ environment:
   METERLINE_CATALOG_DIR  the price book CSVs (default ./seeds)
   METERLINE_GRACE_HOURS  hours after a month ends before it may be published (default 24)
   METERLINE_NOW          pin the clock to an instant, e.g. 2026-12-01T05:00:00Z (tests, replays)
+  METERLINE_INGEST_REFRESH  off: `ingest` only lands (default on: it also refreshes the open
+                         months' drafts, the explorers' month to date)
 
 exit codes: 0 success; 1 a check or validation failed (the message says which); 2 bad usage.
 docs: docs/contract.md (the rules), docs/operations.md (running it)."""

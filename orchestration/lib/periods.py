@@ -60,3 +60,12 @@ def grace_ends_at(start: date, grace_hours: int) -> datetime:
 def is_month_to_date(start: date, *, now: datetime | None = None) -> bool:
     now = now or clock.now()
     return period_end_instant(start) > now
+
+
+def open_months(today: date, published: set[date] | frozenset[date]) -> list[date]:
+    """The months whose month-to-date draft an ingest refreshes, oldest first: the previous month
+    while it is not published (late events of its last days, its grace period) and the current
+    month. Older unpublished months keep the draft of their last `bill`."""
+    current = today.replace(day=1)
+    previous = previous_period(current)
+    return [m for m in (previous, current) if m == current or m not in published]

@@ -31,6 +31,10 @@ class Settings:
     memory_limit: str = DEFAULT_MEMORY_LIMIT
     threads: int = 0  # 0: every core this process may use
     temp_dir: Path | None = None  # None: DuckDB's default, <database>.tmp beside the file
+    # After landing new events, `ingest` (and the landing sensor) rebuilds the open months'
+    # drafts so the explorers show month-to-date usage and estimates without a `bill`
+    # (METERLINE_INGEST_REFRESH=off: landing only; docs/operations.md).
+    ingest_refresh: bool = True
 
     def duckdb_config(self, database: Path | str) -> dict[str, str]:
         """The DuckDB settings of every connection to ``database``, Meterline's and dbt's."""
@@ -82,6 +86,9 @@ class Settings:
             )
 
 
+_SWITCH = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False}
+
+
 def _whole_number(env, name: str, default: str, what: str) -> int:
     raw = env.get(name) or default
     try:
@@ -106,9 +113,13 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         )
     threads = _whole_number(env, "METERLINE_THREADS", "0", ">= 1 (or 0 for every core)")
     temp_dir = env.get("METERLINE_TEMP_DIR")
+    refresh = (env.get("METERLINE_INGEST_REFRESH") or "on").strip().lower()
+    if refresh not in _SWITCH:
+        raise UsageError(f"METERLINE_INGEST_REFRESH={refresh!r} is not on or off")
     return Settings(home=home, catalog_dir=catalog_dir, grace_hours=grace_hours,
                     memory_limit=memory_limit.strip(), threads=threads,
-                    temp_dir=Path(temp_dir).expanduser().resolve() if temp_dir else None)
+                    temp_dir=Path(temp_dir).expanduser().resolve() if temp_dir else None,
+                    ingest_refresh=_SWITCH[refresh])
 
 
 def duckdb_config(database: Path | str, environ: dict[str, str] | None = None) -> dict[str, str]:
