@@ -89,9 +89,10 @@ E2E_FILES = frozenset({
     "test_conformance.py",
     "test_hardening_resources.py", "test_kill_dbt_child.py", "test_landing_hardening.py",
     "test_orchestration.py", "test_publish_kill_and_ledger.py", "test_publishing.py",
-    "test_reconcile.py", "test_ui_hardening.py",
+    "test_reconcile.py", "test_ui_hardening.py", "test_browser_explorers.py",
+    "test_docs_command.py", "test_month_to_date.py",
 })
-BROWSER_FILES = frozenset({"test_browser.py"})
+BROWSER_FILES = frozenset({"test_browser.py", "test_browser_explorers.py"})
 
 
 def pytest_collection_modifyitems(items):

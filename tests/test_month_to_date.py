@@ -33,6 +33,7 @@ FIRST = [_event("p1", "hm_usd", "calls", f"{PREV}-10T12:00:00Z", 700),
          _event("c1", "hm_usd", "calls", f"{CUR}-01T00:30:00Z", 300),
          _event("c2", "hm_eur", "seats", f"{CUR}-01T00:10:00Z", 3)]
 MORE = [_event("c3", "hm_usd", "calls", f"{CUR}-01T00:40:00Z", 200)]
+LATE = [_event("p2", "hm_usd", "calls", f"{PREV}-28T23:00:00Z", 50)]
 
 
 @pytest.fixture
@@ -84,15 +85,23 @@ def test_ingest_refreshes_the_open_months_and_the_estimate_is_the_bills_draft(ho
     done = _cli(home, "ingest")
     assert "refreshing" not in done.stderr
 
-    # the next ingest that lands events refreshes the previous month (not published) and this one
+    # the next ingest lands this month's events only: it refreshes this month, and not the
+    # previous one (an event never changes an earlier month's draft)
     _land(home, "more.jsonl", MORE)
+    done = _cli(home, "ingest", env=REFRESH)
+    assert f"{CUR} refreshed" in done.stderr, done.stderr
+    assert f"refreshing {PREV}" not in done.stderr
+    assert {row[0] for row in _revenue(home)} == {CURRENT}
+
+    # a late event of the previous month (not published) refreshes it and this month
+    _land(home, "late.jsonl", LATE)
     done = _cli(home, "ingest", env=REFRESH)
     assert f"{PREV} refreshed" in done.stderr and f"{CUR} refreshed" in done.stderr, done.stderr
     revenue = _revenue(home)
     by_key = {(row[0], row[1], row[2]): row for row in revenue}
-    # 300 + 200 calls this month at 0.01; 700 calls last month
+    # 300 + 200 calls this month at 0.01; 700 + 50 calls last month
     assert by_key[(CURRENT, "hm_usd", "calls_item")][4] == "5.0000"
-    assert by_key[(PREVIOUS, "hm_usd", "calls_item")][4] == "7.0000"
+    assert by_key[(PREVIOUS, "hm_usd", "calls_item")][4] == "7.5000"
     # 3 seats x 9 EUR, topped up to the 50 EUR commitment (no item)
     assert by_key[(CURRENT, "hm_eur", "seats_item")][4] == "27.0000"
     assert by_key[(CURRENT, "hm_eur", None)][4] == "23.0000"

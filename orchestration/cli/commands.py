@@ -38,7 +38,7 @@ def cmd_ingest(args: argparse.Namespace, cfg: Settings) -> int:
         print(f"Dagster run: {outcome.run_id}")
     sys.stdout.flush()
     if _landed_something(doc):
-        refresh_open_months(cfg)
+        refresh_open_months(cfg, doc.get("ingest_run_id"))
     return EXIT_FAILED if doc and doc.get("unreadable") else EXIT_OK
 
 
@@ -48,25 +48,35 @@ def _landed_something(doc: dict | None) -> bool:
     return bool(doc["totals"]["landed"] or doc.get("relanded", {}).get("landed"))
 
 
-def refresh_open_months(cfg: Settings) -> list[str]:
+def refresh_open_months(cfg: Settings, ingest_run_id: str | None = None) -> list[str]:
     """After an ingest that landed events: rebuild the open months' drafts (month_to_date_job:
     the billing models without their tests and checks) so the explorers show month-to-date usage
-    and estimates without a `bill`. A failure is reported and changes nothing landed; the
-    month keeps its last draft until the next ingest or bill. The keys refreshed."""
+    and estimates without a `bill`. Only the open months from the earliest month of the events
+    that ingest run landed on: an event changes its own month's draft and, through a level it
+    carries or an adjustment, later months', never an earlier one. A failure is reported and
+    changes nothing landed; the month keeps its last draft until the next ingest or bill. The
+    keys refreshed."""
     from orchestration.cli.engine import run_job
 
     if not cfg.ingest_refresh:
         return []
     published: set = set()
+    earliest = None
     try:
         with readers.reader(cfg, notice=lambda _msg: None) as con:
             if readers.table_exists(con, "billing", "published_periods"):
                 published = {row[0] for row in con.execute(
                     "select billing_period_start from billing.published_periods").fetchall()}
+            if ingest_run_id and readers.table_exists(con, "raw", "usage_events"):
+                first = con.execute("select min(event_at) from raw.usage_events "
+                                    "where ingest_run_id = ?", [ingest_run_id]).fetchone()[0]
+                earliest = first and first.date().replace(day=1)
     except readers.WarehouseBusy:
         pass
     refreshed = []
     for month in periods.open_months(clock.today(), published):
+        if earliest is not None and month < earliest:
+            continue
         key = periods.period_key(month)
         say(f"refreshing {key}'s month-to-date draft for the explorers "
             f"(METERLINE_INGEST_REFRESH=off skips it) ...")

@@ -15,9 +15,11 @@ from pathlib import Path
 from orchestration.cli.bill import cmd_bill
 from orchestration.cli.commands import cmd_catalog, cmd_ingest, cmd_ui, cmd_verify
 from orchestration.cli.demo import cmd_demo
+from orchestration.cli.docs import cmd_docs
 from orchestration.cli.explain import cmd_explain
 from orchestration.cli.invoices import cmd_invoices
 from orchestration.cli.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from orchestration.cli.serve import cmd_serve, cmd_token
 from orchestration.lib import readers
 from orchestration.lib import settings as settings_lib
 from orchestration.lib.settings import UsageError
@@ -58,6 +60,17 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name -> (what it does, an example)
              "METERLINE_HOME=/tmp/meterline-demo meterline demo"),
     "ui": ("start the Dagster UI on the home's instance (runs, assets, checks, schedule, sensor)",
            "meterline ui --port 3000"),
+    "serve": ("start the explorer pages for the operator on http://127.0.0.1:8080/operator/ "
+              "(usage over time, revenue, this month's estimate, quarantine, unbilled usage); "
+              "read only, from the readers' snapshot: they answer while a run writes",
+              "meterline serve --port 8080"),
+    "token": ("issue the operator's access token for `meterline serve` (printed once, only its "
+              "hash kept in $METERLINE_HOME/access/); issuing again rotates it",
+              "meterline token operator"),
+    "docs": ("write the dbt documentation site of the home's warehouse (lineage, every model's "
+             "and column's description, column types) to $METERLINE_HOME/docs/; read only: it "
+             "works while a run writes (from the readers' snapshot then)",
+             "meterline docs"),
 }
 
 
@@ -134,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=3000, help="port (default 3000)")
+
+    p = command("serve", cmd_serve)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+
+    p = command("token", cmd_token)
+    p.add_argument("role", choices=["operator"],
+                   help="whose token: operator (the explorer pages)")
+
+    command("docs", cmd_docs)
     return parser
 
 

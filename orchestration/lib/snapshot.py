@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.lib import diskspace, readers
+from orchestration.lib import clock, diskspace, readers
 from orchestration.lib import settings as settings_lib
 
 #: Schemas served whole (tables, and views written as tables).
@@ -108,8 +108,10 @@ def _build(source: Path, tmp: Path, signature: dict) -> None:
             rows = SERVED_TABLES.get((schema, name))
             con.execute(f'create table "{schema}"."{name}" as select * from w."{schema}"."{name}"'
                         + (f" where {rows}" if rows else ""))
-        con.execute(f"create table main.{ABOUT} as select now() as built_at, "
-                    f"$signature::json as source", {"signature": json.dumps(signature)})
+        # the one clock (METERLINE_NOW pins it), as every instant Meterline records
+        con.execute(f"create table main.{ABOUT} as select $built_at::timestamptz as built_at, "
+                    f"$signature::json as source",
+                    {"signature": json.dumps(signature), "built_at": clock.now()})
         con.execute("detach w")
         con.execute("checkpoint")
     finally:
