@@ -122,3 +122,54 @@ def test_ingest_refreshes_the_open_months_and_the_estimate_is_the_bills_draft(ho
     # an ingest that lands nothing new refreshes nothing
     done = _cli(home, "ingest", env=REFRESH)
     assert "refreshing" not in done.stderr
+
+
+def test_the_sensor_refreshes_the_open_months_after_an_ingest_it_did_not_start(tmp_path,
+                                                                                home_env):
+    """The landing sensor's ingest (or the UI's) is followed by month_to_date_refresh: a request
+    per open month, run as the daemon would; an ingest the CLI started, or one that landed
+    nothing, asks for nothing."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+    from tests.handmade import make_home
+
+    home, cat, _ = make_home(tmp_path)
+    instance = home_env(home, cat)
+    ingest = defs.resolve_job_def("ingest_job")
+    sensor = defs.resolve_sensor_def("month_to_date_refresh")
+
+    def tick(tags: dict) -> object:
+        result = ingest.execute_in_process(
+            instance=instance, tags=tags,
+            run_config={"ops": {"landed_events": {"config": {"paths": []}}}})
+        assert result.success
+        run = instance.get_run_by_id(result.run_id)
+        success = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+        context = dg.build_run_status_sensor_context(
+            sensor_name=sensor.name, dagster_event=success[0].dagster_event,
+            dagster_instance=instance, dagster_run=run, repository_def=defs.get_repository_def())
+        return sensor(context)
+
+    requests = tick({"meterline/source": "sensor"})
+    assert [r.partition_key for r in requests] == [PREV, CUR]  # nothing published yet
+    assert all(r.tags["meterline/source"] == "sensor" for r in requests)
+    refresh = defs.resolve_job_def(sensor.job_name)
+    for request in requests:
+        result = refresh.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                            tags=request.tags, raise_on_error=False)
+        assert result.success
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        months = {row[0] for row in con.execute(
+            "select distinct revenue_month from marts.fct_revenue_monthly").fetchall()}
+    finally:
+        con.close()
+    assert months == {PREVIOUS, CURRENT}
+
+    # nothing new in landing/: nothing to refresh
+    assert isinstance(tick({"meterline/source": "sensor"}), dg.SkipReason)
+    # the CLI's own ingest refreshes the months itself
+    (home / "landing" / "more.jsonl").write_text(json.dumps(MORE[0]) + "\n")
+    skipped = tick({"meterline/source": "cli"})
+    assert isinstance(skipped, dg.SkipReason) and "CLI" in skipped.skip_message
