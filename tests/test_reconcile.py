@@ -474,6 +474,8 @@ MART_CLAIM_TESTS = {
     "assert_one_invoice_per_customer_and_period",  # hm_idle's invoice gone
     "assert_invoice_ids_name_customer_and_period",  # hm_usd's invoice ending in December
     "assert_lines_agree_with_their_invoice",  # hm_jpy's usage line billing into December
+    # the explorers' revenue is the lines: it no longer sums to hm_eur's altered total
+    "assert_revenue_equals_invoice_totals",
 }
 
 
