@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from orchestration.cli import apikey
+from orchestration.cli import portal as portal_cli
 from orchestration.cli.bill import cmd_bill
 from orchestration.cli.commands import cmd_catalog, cmd_ingest, cmd_ui, cmd_verify
 from orchestration.cli.demo import cmd_demo
@@ -67,6 +69,17 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name -> (what it does, an example)
     "token": ("issue the operator's access token for `meterline serve` (printed once, only its "
               "hash kept in $METERLINE_HOME/access/); issuing again rotates it",
               "meterline token operator"),
+    "portal": ("the customers' portal tokens: `issue CUSTOMER_ID [--expires DAYS]` prints a "
+               "token and its sign-in link once (only its hash is kept), `list`, `revoke "
+               "TOKEN_ID` (effective at the next request)",
+               "meterline portal token issue acme_corp --expires 30\n"
+               "  meterline portal token list\n  meterline portal token revoke pt_1a2b3c4d"),
+    "api-key": ("the HTTP API's keys (docs/operations.md section 14): `issue --scope "
+                "ingest|operator [--name TEXT]` prints a key once (only its hash is kept), "
+                "`list`, `revoke KEY_ID` (effective at the next request)",
+                "meterline api-key issue --scope ingest --name producer-1\n"
+                "  meterline api-key list --format json\n"
+                "  meterline api-key revoke key_1a2b3c4d5e6f"),
     "docs": ("write the dbt documentation site of the home's warehouse (lineage, every model's "
              "and column's description, column types) to $METERLINE_HOME/docs/; read only: it "
              "works while a run writes (from the readers' snapshot then)",
@@ -156,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("token", cmd_token)
     p.add_argument("role", choices=["operator"],
                    help="whose token: operator (the explorer pages)")
+
+    portal_cli.add_parser(command)
+
+    apikey.configure(command("api-key", apikey.cmd_api_key))
 
     command("docs", cmd_docs)
     return parser

@@ -1,4 +1,4 @@
-"""`meterline serve`: the explorers for the operator (and, later, the customer portal).
+"""`meterline serve`: the explorers for the operator and the customer portal (``portal.py``).
 
 One small Starlette app (``app.py``, routes thin) that reads the readers' snapshot and never
 writes the warehouse. ``source.py`` opens one short read-only connection per request,

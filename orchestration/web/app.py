@@ -4,7 +4,8 @@ request's parameters, ask ``queries`` on a connection from ``source`` and render
 Routes (everything but /, /healthz and /static/* needs the operator's secret, gate.py):
 ``/operator/`` overview, ``/operator/usage``, ``/operator/revenue``, ``/operator/quarantine``,
 ``/operator/unbilled``, ``/operator/docs/`` (the dbt docs site `meterline docs` writes),
-``/operator/login`` and ``/operator/logout``."""
+``/operator/login`` and ``/operator/logout``; the customer portal under ``/portal/``
+(portal.py, opened by a customer's token only)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from starlette.routing import Route
 from orchestration.lib import clock, periods
 from orchestration.lib.readers import format_money, format_quantity
 from orchestration.lib.settings import Settings
-from orchestration.web import auth, charts, gate, queries, source
+from orchestration.web import api, auth, charts, gate, portal, queries, source
 
 NAV = (("/operator/", "Overview"), ("/operator/usage", "Usage"),
        ("/operator/revenue", "Revenue"), ("/operator/quarantine", "Quarantine"),
@@ -282,8 +283,11 @@ def create_app(cfg: Settings) -> Starlette:
         Route("/operator/docs", lambda r: RedirectResponse("/operator/docs/", 307)),
         Route("/operator/docs/", docs), Route("/operator/docs/{path:path}", docs),
     ]
-    return Starlette(routes=routes, middleware=[
-        Middleware(gate.OperatorGate, cfg=cfg, unauthorized=unauthorized)])
+    portal_routes, portal_unauthorized = portal.routes(cfg, env)  # /portal/: portal.py
+    routes += api.routes(cfg)  # /v1/: the HTTP API (api.py), authenticating itself
+    return Starlette(routes=routes + portal_routes, middleware=[
+        Middleware(gate.OperatorGate, cfg=cfg, unauthorized=unauthorized,
+                   portal_unauthorized=portal_unauthorized)])
 
 
 def _by_currency(rows: list[dict]) -> dict[str, list[dict]]:

@@ -8,7 +8,6 @@ constant time. No file: no secret can be right (the operator pages are never ope
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from orchestration.lib import clock
 from orchestration.lib.settings import Settings
+from orchestration.web import private_files
 
 #: the operator secret's prefix (a secret scanner, or a person, can tell what it is)
 PREFIX = "mlo_"
@@ -59,25 +59,7 @@ def issue_operator_token(cfg: Settings) -> Issued:
     issued_at = clock.now().isoformat(timespec="seconds")
     body = json.dumps({"role": "operator", "sha256": _digest(secret), "issued_at": issued_at},
                       indent=2) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    private_files.write(path, body)
     return Issued(secret=secret, path=path, issued_at=issued_at, replaced=replaced)
 
 

@@ -3,9 +3,14 @@
 Every path answers 401 without the operator's secret but the few public ones (``/``, which only
 redirects, ``/healthz``, ``/favicon.ico`` (empty), ``/static/*``, and the login form's POST,
 which checks the secret itself): a page added later is closed until someone opens it on
-purpose. It also puts the security headers on every response: no caching of operator pages,
-no framing, no sniffing, and a Content-Security-Policy that lets a page load nothing but the
-app's own files (the charts draw from the plotly.js the app serves)."""
+purpose. ``/portal/*`` is the customers' room, opened by a customer's portal token (the session
+cookie the sign-in sets, checked through customer_tokens on every request) and by nothing else:
+the operator's token does not open it, a customer's token opens nothing outside it; its sign-in
+(``/portal/login``, GET form and POST) and sign-out are public. ``/v1/*`` (the API) passes
+untouched: its routes authenticate themselves. It also puts the security headers on every
+response: no caching of operator or portal pages, no framing, no sniffing, and a
+Content-Security-Policy that lets a page load nothing but the app's own files
+(the charts draw from the plotly.js the app serves)."""
 
 from __future__ import annotations
 
@@ -16,9 +21,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration.lib.settings import Settings
-from orchestration.web import auth
+from orchestration.web import auth, customer_tokens
 
-PUBLIC_PREFIXES = ("/static/",)
+STATIC_PREFIX = "/static/"
+PUBLIC_PREFIXES = (STATIC_PREFIX, "/v1/")
+PORTAL_PREFIX = "/portal/"
+PORTAL_PUBLIC_PATHS = frozenset({"/portal/login", "/portal/logout"})
+#: the portal's session cookie (HttpOnly, SameSite=Strict, Path=/portal): the token itself
+PORTAL_COOKIE = "meterline_portal"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/favicon.ico"})
 LOGIN_PATH = "/operator/login"
 DOCS_PREFIX = "/operator/docs/"
@@ -37,6 +47,15 @@ def is_public(path: str, method: str) -> bool:
             or (path == LOGIN_PATH and method == "POST"))
 
 
+def is_portal(path: str) -> bool:
+    return path == "/portal" or path.startswith(PORTAL_PREFIX)
+
+
+def portal_secret(request: Request) -> str | None:
+    """The portal token a request carries: the session cookie only."""
+    return request.cookies.get(PORTAL_COOKIE)
+
+
 def presented_secret(request: Request) -> str | None:
     """The secret a request carries: an ``Authorization: Bearer`` header, else the cookie."""
     return auth.bearer(request.headers.get("authorization")) or request.cookies.get(auth.COOKIE)
@@ -48,8 +67,10 @@ class OperatorGate:
     effect at once)."""
 
     def __init__(self, app: ASGIApp, *, cfg: Settings,
-                 unauthorized: Callable[[Request], Response]):
+                 unauthorized: Callable[[Request], Response],
+                 portal_unauthorized: Callable[[Request], Response] | None = None):
         self.app, self.cfg, self.unauthorized = app, cfg, unauthorized
+        self.portal_unauthorized = portal_unauthorized
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,6 +86,18 @@ class OperatorGate:
                     (k, v) for k, v in headers if k not in present]
             await send(message)
 
+        if is_portal(path):
+            if path not in PORTAL_PUBLIC_PATHS:
+                request = Request(scope)
+                customer = customer_tokens.customer_for_secret(self.cfg, portal_secret(request))
+                if customer is None or self.portal_unauthorized is None:
+                    response = (self.portal_unauthorized or self.unauthorized)(request)
+                    await response(scope, receive, send_with_headers)
+                    return
+                # the one place a portal page learns its customer: never from the URL
+                scope.setdefault("state", {})["customer_id"] = customer
+            await self.app(scope, receive, send_with_headers)
+            return
         if not is_public(path, scope["method"]):
             request = Request(scope)
             if not auth.is_operator_secret(self.cfg, presented_secret(request)):
@@ -80,6 +113,6 @@ def _security_headers(path: str) -> list[tuple[bytes, bytes]]:
                (b"cross-origin-opener-policy", b"same-origin"),
                (b"content-security-policy",
                 (DOCS_CSP if path.startswith(DOCS_PREFIX) else PAGE_CSP).encode())]
-    if not path.startswith(PUBLIC_PREFIXES):
+    if not path.startswith(STATIC_PREFIX):
         headers.append((b"cache-control", b"no-store"))
     return headers
