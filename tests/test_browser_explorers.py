@@ -13,29 +13,26 @@ test-artifacts/."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from orchestration.lib import clock, periods
 from orchestration.lib.readers import format_money, format_quantity
-from tests.conftest import REPO, meterline_bin, pinned_now, run_meterline
+from tests.conftest import meterline_bin, run_meterline
 from tests.test_browser import (  # noqa: F401  (fixtures: Debian's chromium, one browser)
     browser,
     chromium_path,
     free_port,
     screenshot,
 )
+from tests.web_serve import Demo, make_demo, serve_env, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -46,69 +43,24 @@ except ImportError:  # pragma: no cover - the dev extra installs it; chromium_pa
 
 PAGES = ["/operator/", "/operator/usage", "/operator/revenue", "/operator/quarantine",
          "/operator/unbilled"]
-SERVE_START_SECONDS = 60
 CUSTOMER, METER, ITEM = "acme_corp", "api_calls", "api_calls"
 NEW_VALUES = (Decimal("1000"), Decimal("234.5"))  # the new file's events, this UTC day
-
-
-@dataclass(frozen=True)
-class Demo:
-    home: Path
-    catalog: Path
-    cwd: Path
 
 
 @pytest.fixture(scope="module")
 def demo(chromium_path: str, tmp_path_factory) -> Demo:  # noqa: F811
     """`meterline demo` in a new home (about 3-4 minutes)."""
-    root = tmp_path_factory.mktemp("explorers")
-    home, cwd = root / "home", root / "cwd"
-    cwd.mkdir()
-    done = run_meterline(["demo"], home=home, catalog=REPO / "seeds", cwd=cwd, timeout=900)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert (home / "snapshot" / "warehouse.duckdb").exists()
-    return Demo(home, REPO / "seeds", cwd)
-
-
-def _env(demo: Demo) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
-    env.update({"METERLINE_HOME": str(demo.home), "METERLINE_CATALOG_DIR": str(demo.catalog),
-                "METERLINE_NOW": pinned_now()})
-    return env
+    return make_demo(tmp_path_factory.mktemp("explorers"))
 
 
 @pytest.fixture(scope="module")
 def server(demo: Demo) -> Iterator[str]:
-    """`meterline serve` on a free port; its base URL once /healthz answers. Stopped with
-    SIGINT (then killed) whatever happens."""
+    """`meterline serve` on a free port; its base URL once /healthz answers."""
     port = free_port()
-    log_path = demo.home.parent / f"serve-{port}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([meterline_bin(), "serve", "--port", str(port)], env=_env(demo),
-                                cwd=demo.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVE_START_SECONDS
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, "meterline serve exited:\n" + log_path.read_text()
-                assert time.monotonic() < deadline, "serve did not come up:\n" + \
-                    log_path.read_text()
-                time.sleep(0.3)
+    with serving(demo, port) as (base, log_path):
         text = log_path.read_text()
         assert f"http://127.0.0.1:{port}/operator/" in text and "no operator token yet" in text
         yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what it started
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +218,8 @@ def test_a_new_event_file_grows_this_months_usage_and_estimate(demo: Demo, serve
     # every page answers while `ingest` lands the file and refreshes this month's draft
     for args in (["ingest"],):
         proc = subprocess.Popen([meterline_bin(), *args],
-                                env=dict(_env(demo), METERLINE_INGEST_REFRESH="on"), cwd=demo.cwd,
+                                env=dict(serve_env(demo), METERLINE_INGEST_REFRESH="on"),
+                                cwd=demo.cwd,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         answered = 0
         while proc.poll() is None:

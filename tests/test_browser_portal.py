@@ -12,27 +12,22 @@ Screenshots in test-artifacts/."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from orchestration.lib import clock, periods
 from orchestration.lib.readers import format_money, format_quantity
-from tests.conftest import REPO, meterline_bin, pinned_now, run_meterline
+from tests.conftest import run_meterline
 from tests.test_browser import (  # noqa: F401  (fixtures: Debian's chromium, one browser)
     browser,
     chromium_path,
     free_port,
     screenshot,
 )
+from tests.web_serve import Demo, make_demo, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -42,64 +37,20 @@ except ImportError:  # pragma: no cover - the dev extra installs it; chromium_pa
     Browser = Page = None
 
 CUSTOMER, OTHER = "acme_corp", "globex"
-SERVE_START_SECONDS = 60
-
-
-@dataclass(frozen=True)
-class Demo:
-    home: Path
-    catalog: Path
-    cwd: Path
 
 
 @pytest.fixture(scope="module")
 def demo(chromium_path: str, tmp_path_factory) -> Demo:  # noqa: F811
     """`meterline demo` in a new home (about 3-4 minutes)."""
-    root = tmp_path_factory.mktemp("portal")
-    home, cwd = root / "home", root / "cwd"
-    cwd.mkdir()
-    done = run_meterline(["demo"], home=home, catalog=REPO / "seeds", cwd=cwd, timeout=900)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert (home / "snapshot" / "warehouse.duckdb").exists()
-    return Demo(home, REPO / "seeds", cwd)
-
-
-def _env(demo: Demo) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("METERLINE_", "DAGSTER_"))}
-    env.update({"METERLINE_HOME": str(demo.home), "METERLINE_CATALOG_DIR": str(demo.catalog),
-                "METERLINE_NOW": pinned_now()})
-    return env
+    return make_demo(tmp_path_factory.mktemp("portal"))
 
 
 @pytest.fixture(scope="module")
 def server(demo: Demo) -> Iterator[str]:
     """`meterline serve` on a free port; its base URL once /healthz answers."""
     port = free_port()
-    log_path = demo.home.parent / f"serve-{port}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([meterline_bin(), "serve", "--port", str(port)], env=_env(demo),
-                                cwd=demo.cwd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVE_START_SECONDS
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, "meterline serve exited:\n" + log_path.read_text()
-                assert time.monotonic() < deadline, "serve did not come up:\n" + \
-                    log_path.read_text()
-                time.sleep(0.3)
+    with serving(demo, port) as (base, log_path):
         yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what it started
-            proc.wait(timeout=10)
 
 
 def portal(demo: Demo, *args: str) -> subprocess.CompletedProcess:
