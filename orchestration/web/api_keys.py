@@ -12,7 +12,6 @@ file on every request: a revocation holds from the next request, without a resta
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -92,12 +91,8 @@ def _locked(cfg: Settings) -> Iterator[None]:
     folder = auth.access_dir(cfg)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    fd = os.open(folder / ".api_keys.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with private_files.locked(folder / ".api_keys.lock"):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _write(cfg: Settings, keys: list[ApiKey]) -> None:

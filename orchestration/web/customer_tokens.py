@@ -13,7 +13,6 @@ next request. The API (``/v1/``) authenticates customers with the same ``custome
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -66,13 +65,8 @@ def _folder(cfg: Settings) -> Path:
 def _locked(cfg: Settings) -> Iterator[None]:
     """The read-modify-write lock (an flock on ``.portal_tokens.lock``, never the data file,
     which is replaced by a rename)."""
-    lock_path = _folder(cfg) / ".portal_tokens.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with private_files.locked(_folder(cfg) / ".portal_tokens.lock"):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _read(cfg: Settings) -> list[dict]:
