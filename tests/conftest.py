@@ -54,6 +54,20 @@ def run_meterline(args: list[str], *, home: Path, catalog: Path, cwd: Path,
                           text=True, timeout=timeout, check=False)
 
 
+def replaced_files_still_open(marker: str) -> list[str]:
+    """Files this process still holds open after they were replaced or removed (unlinked),
+    whose path holds ``marker``: a replaced readers' snapshot must not keep its disk."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if marker in target and target.endswith("(deleted)"):
+            held.append(target)
+    return held
+
+
 @pytest.fixture
 def shared_conformance() -> Path:
     if not CONFORMANCE.is_dir():

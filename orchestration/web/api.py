@@ -11,8 +11,8 @@ and ``/v1/docs``). It authenticates itself (the front door, gate.py, lets ``/v1/
   duplicate (home-wide dedup by ``event_id``, never billed twice). Nothing is written on a 4xx.
 - ``GET /v1/customers/{id}/usage`` and ``/invoices`` with an operator key (``mlk_``, any
   customer) or that customer's portal token (customer_tokens.py: its own id only; any other id
-  is 404, the same answer as an unknown id). Read from the readers' snapshot (source.py), one
-  short connection per request, so they answer while `ingest` or `bill` writes.
+  is 404, the same answer as an unknown id). Read from the readers' snapshot (source.py), a
+  short cursor per request, so they answer while `ingest` or `bill` writes.
 
 Errors are ``{"error": {"code": ..., "message": ...}}``; every 401 has the same body whatever
 the reason (no key, an unknown or revoked one, a portal token where only keys count)."""
@@ -352,9 +352,8 @@ def routes(cfg: Settings) -> list[Route]:
 
         def answer(request: Request, customer_id: str) -> Response:
             try:
-                # a fresh database per request, as the pages read: the shared attach
-                # (source.reading_shared) once answered from the snapshot a write had just
-                # replaced, under load in a full test run; withdrawn until that is understood
+                # as the pages read (source.py): a cursor on the open database of the
+                # snapshot file at the path when the request began
                 with source.reading(cfg) as (con, freshness):
                     body = build(con, customer_id, request)
                     if body is None:  # no such customer

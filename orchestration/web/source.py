@@ -2,18 +2,23 @@
 
 The readers' snapshot (``$METERLINE_HOME/snapshot/warehouse.duckdb``, orchestration/lib/
 snapshot.py) is replaced by an atomic rename at the end of every write, never held by a writer,
-and small: a page reads it while `ingest` or `bill` runs, and a new connection sees the newest
-one. The file is attached to a fresh in-memory database for each request (DuckDB caches one
-database per path and process: a plain ``connect`` could keep serving a snapshot already
-replaced while another request still holds it). Without a snapshot (a home from before it
-existed), the live warehouse is read with a short retry; a writer holding it, or no data at all,
-is ``NoData`` (the page answers 503). No connection outlives its request: a reader on the
-warehouse would block the writer."""
+and small: a page reads it while `ingest` or `bill` runs. Opening a DuckDB database costs about
+14 ms of CPU (duckdb 2.0.1), more than a page's queries, so the server keeps ONE database per
+snapshot FILE (``_Snapshots``): a request stats the path and, while the file there is the one
+already open, reads it on a new cursor (under a millisecond); a file replaced since is opened
+once by the first request that finds it, and the database of the old one is closed when its
+last request ends. What a request reads is therefore always the file at the path when it
+began, never an older one. Each such database is locked when opened: the file attached read
+only, external access off, configuration locked, so the pages' SQL reads that file and nothing
+else, ever. Without a snapshot (a home from before it existed), the live warehouse is opened
+per request with a short retry; a writer holding it, or no data at all, is ``NoData`` (the
+page answers 503). No connection to the warehouse outlives its request: it would block the
+writer."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -64,7 +69,7 @@ def _open(cfg: Settings, path: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config={"threads": config["threads"],
                                              "memory_limit": config["memory_limit"]})
     try:
-        con.execute("set TimeZone = 'UTC'")
+        con.execute("set global TimeZone = 'UTC'")  # every cursor of it too
         quoted = str(path).replace("'", "''")  # ATTACH takes no parameters
         con.execute(f"attach '{quoted}' as data (read_only)")
         con.execute("use data")
@@ -100,15 +105,82 @@ def _warehouse_freshness(con: duckdb.DuckDBPyConnection) -> Freshness:
     return Freshness(max(stamps) if stamps else None, "warehouse")
 
 
-def _connect(cfg: Settings) -> tuple[duckdb.DuckDBPyConnection, Freshness]:
-    if cfg.snapshot_path.exists():
-        with contextlib.suppress(FileNotFoundError, duckdb.IOException):
-            con = _open(cfg, cfg.snapshot_path)
+def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """Which file is at ``path`` now (a replacement is a new inode and a new mtime)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class _Open:
+    """One snapshot file's database and the requests reading it."""
+
+    def __init__(self, identity, con: duckdb.DuckDBPyConnection, freshness: Freshness):
+        self.identity, self.con, self.freshness, self.readers = identity, con, freshness, 0
+
+
+class _Snapshots:
+    """The server's open snapshot databases, one per file, keyed by the path and its file."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._current: dict[str, _Open] = {}
+
+    @contextlib.contextmanager
+    def cursor(self, cfg: Settings) -> Iterator[tuple[duckdb.DuckDBPyConnection, Freshness]]:
+        path = cfg.snapshot_path
+        key = str(path)
+        # the file at the path now; the database opened below holds it or one that replaced it
+        # since (never an older one), so keying it by this identity serves no request an older
+        # file than the one at the path when that request began
+        identity = _file_identity(path)
+        if identity is None:
+            raise FileNotFoundError(path)
+        with self._lock:
+            entry = self._current.get(key)
+            if entry is not None and entry.identity == identity:
+                entry.readers += 1
+            else:
+                entry = None
+        if entry is None:
+            con = _open(cfg, path)  # outside the lock: about 14 ms
             try:
-                return con, _snapshot_freshness(con)
+                opened = _Open(identity, con, _snapshot_freshness(con))
             except BaseException:
                 con.close()
                 raise
+            stale = None
+            with self._lock:
+                entry = self._current.get(key)
+                if entry is not None and entry.identity == identity:  # another request won
+                    stale = opened
+                else:
+                    if entry is not None and entry.readers == 0:
+                        stale = entry
+                    self._current[key] = entry = opened
+                entry.readers += 1
+            if stale is not None:
+                stale.con.close()
+        cur = entry.con.cursor()
+        try:
+            cur.execute("use data")
+            yield cur, entry.freshness
+        finally:
+            cur.close()
+            with self._lock:
+                entry.readers -= 1
+                retire = entry.readers == 0 and self._current.get(key) is not entry
+            if retire:
+                entry.con.close()
+
+
+_SNAPSHOTS = _Snapshots()
+
+
+def _connect(cfg: Settings) -> tuple[duckdb.DuckDBPyConnection, Freshness]:
+    """The live warehouse, when there is no readers' snapshot."""
     if not cfg.warehouse_path.exists():
         raise NoData("No data yet: this home has no warehouse.",
                      "Land events with `meterline ingest`, then bill a month with "
@@ -132,66 +204,13 @@ def _connect(cfg: Settings) -> tuple[duckdb.DuckDBPyConnection, Freshness]:
 @contextlib.contextmanager
 def reading(cfg: Settings) -> Iterator[tuple[duckdb.DuckDBPyConnection, Freshness]]:
     """A read-only connection for one request and the freshness of what it reads."""
-    con, freshness = _connect(cfg)
-    try:
-        yield con, freshness
-    finally:
-        con.close()
-
-
-# --------------------------------------------------------------------------- the API's reads
-# Opening a DuckDB database costs about 12 ms of CPU (duckdb 2.0.1), more than the API's
-# queries: under load (20 clients on 2 cores, beside a `bill`) that alone is most of a
-# request. ``reading_shared`` attaches the snapshot to ONE in-memory database of the process
-# instead, on a new cursor (its own connection) under a name of its own, and detaches it when
-# the request ends (under a millisecond). Each request still attaches the file it finds at that
-# moment: a snapshot replaced since is seen by the next request, and one still attached by an
-# earlier request stays that request's. Unlike ``reading``, external access cannot be switched
-# off for it (a later ATTACH needs it): only fixed, parameterized SQL (api_queries.py) may run
-# on it.
-_shared_lock = threading.Lock()
-_shared_dbs: dict[tuple[str, str], duckdb.DuckDBPyConnection] = {}
-_attach_ids = itertools.count(1)
-
-
-def _shared_cursor(cfg: Settings) -> duckdb.DuckDBPyConnection:
-    config = cfg.duckdb_config(cfg.snapshot_path)
-    key = (config["threads"], config["memory_limit"])
-    with _shared_lock:
-        db = _shared_dbs.get(key)
-        if db is None:
-            db = _shared_dbs[key] = duckdb.connect(":memory:", config={
-                "threads": config["threads"], "memory_limit": config["memory_limit"]})
-        return db.cursor()
-
-
-@contextlib.contextmanager
-def reading_shared(cfg: Settings) -> Iterator[tuple[duckdb.DuckDBPyConnection, Freshness]]:
-    """``reading`` for the API's fixed queries: the same snapshot, without opening a database
-    per request (the live warehouse, when there is no snapshot, is read as ``reading`` does)."""
-    cursor, alias = None, f"snapshot_{next(_attach_ids)}"
-    if cfg.snapshot_path.exists():
-        cursor = _shared_cursor(cfg)
-        try:
-            cursor.execute("set TimeZone = 'UTC'")
-            quoted = str(cfg.snapshot_path).replace("'", "''")  # ATTACH takes no parameters
-            cursor.execute(f"attach '{quoted}' as {alias} (read_only)")
-        except (FileNotFoundError, duckdb.IOException):  # replaced or removed just now
-            cursor.close()
-            cursor = None
-        except BaseException:
-            cursor.close()
-            raise
-    if cursor is None:
-        with reading(cfg) as opened:
-            yield opened
-        return
-    try:
-        cursor.execute(f"use {alias}")
-        freshness = _snapshot_freshness(cursor)
-        yield cursor, freshness
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            cursor.execute("use memory")
-            cursor.execute(f"detach {alias}")
-        cursor.close()
+    with contextlib.ExitStack() as stack:
+        opened = None
+        if cfg.snapshot_path.exists():
+            with contextlib.suppress(FileNotFoundError, duckdb.IOException):  # removed just now
+                opened = stack.enter_context(_SNAPSHOTS.cursor(cfg))
+        if opened is None:
+            con, freshness = _connect(cfg)
+            stack.callback(con.close)
+            opened = con, freshness
+        yield opened
