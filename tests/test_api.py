@@ -758,7 +758,7 @@ def test_posted_events_show_in_the_month_to_date_usage_after_the_next_ingest(tmp
         1, 1)
     usage = call(served, "GET", f"/v1/customers/acme_corp/usage?from={TODAY}"
                  f"&to={TODAY + timedelta(1)}", key=operator)
-    assert usage.status == 200, usage.body
+    assert usage.status == 200, (usage.body, done.stderr)  # a failed refresh says why there
     rows = [r for r in usage.json["usage"] if r["meter_id"] == "api_calls"]
     assert [(r["event_count"], r["quantity"]) for r in rows] == [(4, "5.015")]
     # and the draft of this month bills them
