@@ -2,8 +2,8 @@
 
 Real DuckDB files replaced by an atomic rename, as orchestration/lib/snapshot.py does: a request
 reads the file that was at the path when it began, never an older one; a request still reading a
-replaced file keeps it until it ends, and then that file's database is closed (its disk space
-freed), at the latest when the next request opens the newer file; every cursor reads in UTC with external access off."""
+replaced file keeps it until it ends; that file's database is closed (its disk space freed) once
+the next request has opened the newer file; every cursor reads in UTC with external access off."""
 
 from __future__ import annotations
 
