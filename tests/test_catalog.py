@@ -100,7 +100,7 @@ def test_lookup_problems_only_customers_and_meters(tmp_path):
     root = tmp_path / "c"
     shutil.copytree(SEEDS, root)
     with (root / "customers.csv").open("a") as f:
-        f.write("acme_corp,Acme again,USD,,\n")
+        f.write("acme_corp,Acme again,USD,,,,,,,\n")  # the demo's E16 columns left empty
     with (root / "rates.csv").open("a") as f:
         f.write("r_bad,api_calls,,USD,per_unit,-1,,,2025-01-01,\n")
     catalog = load_catalog(root)

@@ -98,10 +98,13 @@ def test_a_publish_killed_at_any_step_completes_on_the_next(point, ingested, tmp
                       "date '2026-10-01' and status = 'draft'")[0][0] == 0
     code, report = _verify(home, cat, cwd)
     assert code == 0 and report["ok"] and report["invoices"] == len(EXPECTED), report
-    # the documents on disk are exactly the ones sealed in the ledger
+    # the documents on disk are exactly the ones sealed in the ledger (a PDF's content is the
+    # base64 of its bytes, docs/contract.md E21)
+    from orchestration.billing.documents import document_bytes
+
     for name, content in _sql(home, "select file_name, content from "
                                     "billing.published_documents"):
-        assert (folder / name).read_text(encoding="utf-8") == content
+        assert (folder / name).read_bytes() == document_bytes(name, content), name
     again = run_meterline(["bill", "--period", "2026-10", "--publish"], home=home, catalog=cat,
                           cwd=cwd)
     assert again.returncode == 0 and "nothing to do" in again.stderr

@@ -3,10 +3,12 @@ documents and its period, in numbering order, so that any change made behind Met
 is detected and named (CONTRACT.md section 7: published invoices never change).
 
 Publishing a period appends, in the same transaction as its invoices:
-- ``billing.published_documents``: the exact text of every document (JSON, HTML, the index),
-  so the files can be written, and rewritten after a kill, byte for byte as published;
-- ``billing.ledger_seals``: one seal per invoice (its row, its lines and the SHA-256 of its two
-  documents, as canonical JSON), then one for the period (its row, its catalog rows, its index).
+- ``billing.published_documents``: the exact text of every document (JSON, HTML, the index;
+  a PDF as base64 of its bytes) and the SHA-256 of its bytes on disk, so the files can be
+  written, and rewritten after a kill, byte for byte as published;
+- ``billing.ledger_seals``: one seal per invoice (its row, its lines and the SHA-256 of its
+  documents: JSON and HTML, and since docs/contract.md E21 the PDF, as canonical JSON), then
+  one for the period (its row, its catalog rows, its index).
   Each seal's hash is ``sha256(previous seal's hash + "\\n" + sealed text)``.
 
 ``verify`` re-reads everything and names what no longer matches: a broken chain, an invoice,
@@ -30,7 +32,8 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.billing.documents import INDEX
+from orchestration.billing.documents import INDEX, document_bytes
+from orchestration.billing.documents_pdf import PDF_SUFFIX
 from orchestration.lib import periods
 from orchestration.lib.readers import format_quantity, table_exists
 
@@ -80,6 +83,18 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def document_sha256(name: str, content: str) -> str:
+    """The SHA-256 of a document's bytes on disk (a PDF's stored text is base64 of them)."""
+    return hashlib.sha256(document_bytes(name, content)).hexdigest()
+
+
+def _stored_sha256(name: str, content: str) -> str | None:
+    try:
+        return document_sha256(name, content)
+    except ValueError:  # a PDF whose stored text is no longer base64
+        return None
+
+
 def _seal_hash(prev_hash: str, sealed: str) -> str:
     return sha256_text(prev_hash + "\n" + sealed)
 
@@ -100,8 +115,9 @@ def seal_period(con: duckdb.DuckDBPyConnection, period_start: date,
                 documents: dict[str, str]) -> str:
     """Store a just-published period's documents and append its seals (inside the publishing
     transaction). Returns the new head hash."""
+    digests = {name: document_sha256(name, text) for name, text in documents.items()}
     con.executemany("insert into billing.published_documents values (?, ?, ?, ?)",
-                    [(period_start, name, text, sha256_text(text))
+                    [(period_start, name, text, digests[name])
                      for name, text in sorted(documents.items())])
     seq, head = con.execute(
         "select coalesce(max(seq), 0), coalesce(max_by(seal_hash, seq), ?) "
@@ -118,8 +134,9 @@ def seal_period(con: duckdb.DuckDBPyConnection, period_start: date,
         iid = invoice["invoice_id"]
         seals.append((invoice["invoice_number"], _dump({
             "invoice": invoice, "lines": by_invoice.get(iid, []),
-            "documents": {name: sha256_text(documents[name])
-                          for name in (f"{iid}.json", f"{iid}.html")}})))
+            "documents": {name: digests[name] for name in (f"{iid}.json", f"{iid}.html",
+                                                            f"{iid}{PDF_SUFFIX}")
+                          if name in documents}})))
     period_row = _rows(con, "billing.published_periods", PERIOD_COLUMNS,
                        "billing_period_start = ?", [period_start])[0]
     catalog_rows = con.execute(
@@ -128,7 +145,7 @@ def seal_period(con: duckdb.DuckDBPyConnection, period_start: date,
     seals.append((f"period {periods.period_key(period_start)}", _dump({
         "period": period_row,
         "catalog_rows": sha256_text(_dump(dict(catalog_rows))),
-        "documents": {INDEX: sha256_text(documents[INDEX])} if INDEX in documents else {}})))
+        "documents": {INDEX: digests[INDEX]} if INDEX in documents else {}})))
     for subject, sealed in seals:
         seq += 1
         digest = _seal_hash(head, sealed)
@@ -273,7 +290,7 @@ def verify(con: duckdb.DuckDBPyConnection, invoices_dir: Path) -> Verification:
 def _check_document(subject: str, key: str, folder: Path, file_name: str, digest: str,
                     stored: dict, findings: list[Finding]) -> None:
     content, stored_hash = stored.get((f"{key}-01", file_name), (None, None))
-    if content is None or stored_hash != digest or sha256_text(content) != digest:
+    if content is None or stored_hash != digest or _stored_sha256(file_name, content) != digest:
         findings.append(Finding(subject, file_name, "the document kept in "
                                 "billing.published_documents differs from its seal"))
     path = folder / file_name

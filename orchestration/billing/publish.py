@@ -295,6 +295,25 @@ def published_documents(con: duckdb.DuckDBPyConnection, period_start: date) -> l
             [period_start]).fetchall():
         row = dict(zip(line_cols, r, strict=True))
         lines.setdefault(row["invoice_id"], []).append(row)
+    before = {(c, p, i): (q, a) for c, p, i, q, a in con.execute(
+        BILLED_BEFORE_SQL, [period_start]).fetchall()}
     for inv in invoices:
         inv["lines"] = lines.get(inv["invoice_id"], [])
+        for line in inv["lines"]:
+            if line["line_type"] == "adjustment":
+                line["billed_before"] = before.get(
+                    (inv["customer_id"], line["usage_period_start"], line["product_item_id"]),
+                    (None, Decimal(0)))
     return invoices
+
+
+# What a period's adjustment lines restate, as billed before them: per (customer, restated
+# period, item) the quantity and amount of its published lines and earlier adjustments (item
+# null: the commitment top-up and its earlier true-ups), for the documents (E21).
+BILLED_BEFORE_SQL = """
+select customer_id, usage_period_start, product_item_id,
+       sum(quantity) filter (where line_type <> 'minimum_commitment'), sum(amount)
+from billing.published_invoice_lines
+where billing_period_start < ?
+group by all
+"""

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from orchestration.catalog.parties import Party, parse_party
 from orchestration.catalog.problems import Problem
 from orchestration.catalog.read import FILES, Catalog, Row, read_currencies
 
@@ -57,6 +58,7 @@ class Customer:
     currency: str | None
     active_from: date | None
     active_to: date | None
+    details: Party = Party()  # E21: legal name, address, tax id, email, payment terms
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class Parsed:
     rate_tiers: list[RateTier]
     commitments: list[Commitment]
     problems: list[Problem]
+    sellers: list[Party] = field(default_factory=list)  # seller.csv (E21): at most one row
 
 
 class _Fields:
@@ -289,7 +292,7 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
             f.problem("active_to", f"active_to ({active_to}) must be after active_from "
                       f"({active_from}); active_to is exclusive")
         customers.append(Customer(row.row, customer_id, f.text("customer_name"), currency,
-                                  active_from, active_to))
+                                  active_from, active_to, parse_party(f)))
 
     meters = []
     for row in catalog.meters:
@@ -414,4 +417,12 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
         commitments.append(Commitment(row.row, customer_id, minimum, currency, effective_from,
                                       effective_to, dates_ok))
 
-    return Parsed(customers, meters, items, rates, tiers, commitments, problems)
+    sellers = []
+    for row in catalog.seller:
+        f = _Fields(catalog, "seller", row, None, problems)
+        f.text("seller_name", required=True)
+        if sellers:
+            f.problem(None, "seller.csv has one seller: only its first row is used")
+            continue
+        sellers.append(parse_party(f, "seller_name"))
+    return Parsed(customers, meters, items, rates, tiers, commitments, problems, sellers)

@@ -5,10 +5,11 @@ data row number (the header is not counted) for messages.
 
 Decisions where CONTRACT.md is silent:
 - Files: customers.csv, meters.csv, product_items.csv and rates.csv are required;
-  rate_tiers.csv and commitments.csv may be absent (read as empty). A file needs a header row
-  with every column of section 3; only ``active_from``/``active_to`` of customers.csv may be left
-  out. Extra columns are ignored. A row with more or fewer fields than the header is a problem;
-  a row of empty cells is skipped (it still counts in the row numbers, as in a spreadsheet).
+  rate_tiers.csv, commitments.csv and seller.csv (E21) may be absent (read as empty). A file
+  needs a header row with every column of section 3; only ``active_from``/``active_to`` of
+  customers.csv may be left out. Extra columns are ignored (the optional columns of E21 are
+  read by catalog.parties). A row with more or fewer fields than the header is a problem; a row
+  of empty cells is skipped (it still counts in the row numbers, as in a spreadsheet).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ FILES: dict[str, FileSpec] = {
     "commitments": FileSpec("commitments.csv", ("customer_id", "minimum_amount", "currency",
                                                 "effective_from", "effective_to"),
                             required_file=False),
+    # docs/contract.md E21: who sends the invoices (one row); read by catalog.parties
+    "seller": FileSpec("seller.csv", ("seller_name",), required_file=False),
 }
 FILE_ORDER = {spec.name: i for i, spec in enumerate(FILES.values())}
 
@@ -76,6 +79,7 @@ class Catalog:
     rates: tuple[Row, ...] = ()
     rate_tiers: tuple[Row, ...] = ()
     commitments: tuple[Row, ...] = ()
+    seller: tuple[Row, ...] = ()
     columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     read_problems: tuple[Problem, ...] = ()
     #: sha256 over the six files' bytes as read: equal fingerprints, equal catalogs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from datetime import UTC
 from decimal import Decimal
 
@@ -22,6 +23,7 @@ from orchestration.lib.settings import Settings, UsageError
 # same at any volume and answers from the readers' snapshot while a run writes. A level meter's
 # line is the exception: its level section (carried level, steps, integral) reads the one
 # customer's landed events of that meter (sql/explain_level.sql), so it needs the warehouse.
+INVOICE_NUMBER_RE = re.compile(r"MLN-\d{6,}", re.IGNORECASE)
 EXPLAIN_EVENTS_SQL = """
 select event_id, event_at, value, dimensions, landed_at, event_count, aggregate_value
 from marts.fct_invoice_line_events
@@ -41,6 +43,20 @@ def _invoice(con, invoice_id: str) -> tuple:
     return customer, start, status, accrued_to, explain_level.published_at(con, start)
 
 
+def _invoice_id(con, given: str) -> str:
+    """The invoice id of ``given``: an invoice id, or the number printed on a published
+    document (``MLN-000001``), which names the same invoice."""
+    if INVOICE_NUMBER_RE.fullmatch(given) and readers.table_exists(
+            con, "billing", "published_invoices"):
+        found = con.execute("select invoice_id from billing.published_invoices "
+                            "where invoice_number = ?", [given.upper()]).fetchone()
+        if found is None:
+            raise UsageError(f"no published invoice numbered {given!r}: list them with "
+                             f"`meterline invoices --period YYYY-MM`")
+        return found[0]
+    return given
+
+
 def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
     """The audit trail of an invoice's lines: meter, aggregation, aggregate, the rate and tiers
     that priced it, and the events behind it (the deciding event first for max and latest);
@@ -54,6 +70,7 @@ def cmd_explain(args: argparse.Namespace, cfg: Settings) -> int:
     say = (lambda *_a, **_k: None) if as_json else print
     entries: list[dict] = []  # --format json: one object per line, the same facts
     with readers.reader(cfg) as con:
+        args.invoice = _invoice_id(con, args.invoice)
         lines = con.execute(
             "select line_number, line_type, product_item_id, meter_id, description, quantity, "
             "unit_price, tier, amount, currency, rate_id, usage_period_start, usage_period_end "

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from orchestration.cli.output import EXIT_OK
 from orchestration.lib import periods, readers
-from orchestration.lib.settings import Settings
+from orchestration.lib.settings import Settings, UsageError
 
 INVOICE_SQL = """
 select invoice_id, customer_id, billing_period_start, billing_period_end, currency, subtotal,
@@ -179,4 +179,22 @@ def cmd_invoices(args: argparse.Namespace, cfg: Settings) -> int:
     period_start = periods.parse_period(args.period)
     cfg.require_home()
     cfg.require_catalog()
+    if args.customer is not None:
+        _require_customer(cfg, args.customer)
     return print_invoices(cfg, period_start, args.customer, args.format)
+
+
+def _require_customer(cfg: Settings, customer: str) -> None:
+    """An unknown customer is a usage error (exit 2), not an empty list: known are the
+    catalog's customers and any customer the ledger has invoiced."""
+    from orchestration.catalog.read import load_catalog
+
+    if any(row["customer_id"] == customer for row in load_catalog(cfg.catalog_dir).customers):
+        return
+    with readers.reader(cfg) as con:
+        if readers.table_exists(con, "billing", "published_invoices") and con.execute(
+                "select count(*) from billing.published_invoices where customer_id = ?",
+                [customer]).fetchone()[0]:
+            return
+    raise UsageError(f"unknown customer {customer!r}: it is not in customers.csv of "
+                     f"{cfg.catalog_dir} and has no published invoice")

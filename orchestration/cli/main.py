@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("explain", cmd_explain)
     p.add_argument("--invoice", required=True, metavar="ID",
-                   help="the invoice id (INV-YYYYMM-<customer>), as `invoices` shows it")
+                   help="the invoice id (INV-YYYYMM-<customer>), as `invoices` shows it, or "
+                        "the number printed on a published invoice (MLN-000001)")
     p.add_argument("--line", type=int, metavar="N", help="only this line (default: every line)")
     output(p)
 
