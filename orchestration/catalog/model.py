@@ -24,11 +24,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from orchestration.catalog.cells import Fields, decimal_places
 from orchestration.catalog.parties import Party, parse_party
 from orchestration.catalog.problems import Problem
-from orchestration.catalog.read import FILES, Catalog, Row, read_currencies
+from orchestration.catalog.read import Catalog, read_currencies
 
 AGGREGATIONS = ("sum", "count", "unique_count", "max", "latest", "time_weighted_sum",
                 "running_total")
@@ -38,11 +39,7 @@ TIME_UNITS = ("period", "day", "hour")
 PRICING_MODELS = ("per_unit", "package", "graduated", "volume")
 TIERED_MODELS = ("graduated", "volume")
 CUSTOMER_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-DECIMAL_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 TIER_RE = re.compile(r"\d+")
-MAX_SCALE = 12
-MAX_INTEGER_DIGITS = 26  # DECIMAL(38, 12)
 
 
 def _in_effect(dates_ok: bool, start: date | None, end: date | None, on: date) -> bool:
@@ -144,102 +141,6 @@ class Parsed:
     sellers: list[Party] = field(default_factory=list)  # seller.csv (E21): at most one row
 
 
-class _Fields:
-    """Parses the cells of one row, recording a problem for each bad one."""
-
-    def __init__(self, catalog: Catalog, table: str, row: Row, key: str | None,
-                 problems: list[Problem]):
-        self.catalog, self.table, self.row, self.key = catalog, table, row, key
-        self.file = FILES[table].name
-        self.problems = problems
-
-    def problem(self, column: str | None, message: str) -> None:
-        self.problems.append(Problem(self.file, self.row.row, column, message, self.key))
-
-    def text(self, column: str, *, required: bool = False) -> str | None:
-        value = self.row[column]
-        if value is None and required and self.catalog.has_column(self.table, column):
-            self.problem(column, f"{column} is required")
-        return value
-
-    def date(self, column: str, *, required: bool = False) -> tuple[date | None, bool]:
-        value = self.text(column, required=required)
-        if value is None:
-            return None, not required
-        parsed = _parse_date(value)
-        if parsed is None:
-            self.problem(column, f"{column} {value!r} is not a date (YYYY-MM-DD)")
-            return None, False
-        return parsed, True
-
-    def decimal(self, column: str, *, required: bool = False,
-                positive: bool = False) -> tuple[Decimal | None, bool]:
-        value = self.text(column, required=required)
-        if value is None:
-            return None, not required
-        parsed, error = _parse_decimal(value)
-        if error:
-            self.problem(column, f"{column} {value!r} {error}")
-            return None, False
-        assert parsed is not None
-        if positive and parsed <= 0:
-            self.problem(column, f"{column} ({value}) must be greater than 0")
-            return None, False
-        if not positive and parsed < 0:
-            self.problem(column, f"{column} ({value}) is negative; it must be >= 0")
-            return None, False
-        return parsed, True
-
-    def currency(self, currencies: Mapping[str, int]) -> str | None:
-        value = self.text("currency", required=True)
-        if value is not None and value not in currencies:
-            hint = f" (did you mean {value.upper()}?)" if value.upper() in currencies else ""
-            self.problem("currency", f"{value} is not an ISO 4217 code{hint}")
-            return None
-        return value
-
-
-def _parse_date(value: str) -> date | None:
-    if not DATE_RE.fullmatch(value):
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _parse_decimal(value: str) -> tuple[Decimal | None, str | None]:
-    """Exact decimal of plain text, or why not: at most 12 decimal places and 26 digits before
-    the point once trailing zeros are dropped (DECIMAL(38,12))."""
-    if not DECIMAL_RE.fullmatch(value):
-        return None, "is not a decimal number (plain notation, e.g. 0.0125)"
-    try:
-        number = Decimal(value)
-    except InvalidOperation:  # pragma: no cover - the pattern already rules these out
-        return None, "is not a decimal number"
-    scale = _decimal_places(number)
-    if scale > MAX_SCALE:
-        return None, f"has {scale} decimal places; at most {MAX_SCALE} are allowed"
-    integer_digits = max(number.adjusted() + 1, 0) if number else 0
-    if integer_digits > MAX_INTEGER_DIGITS:
-        return None, (f"has {integer_digits} digits before the point; at most "
-                      f"{MAX_INTEGER_DIGITS} fit DECIMAL(38,12)")
-    return number, None
-
-
-def _decimal_places(value: Decimal) -> int:
-    """Decimal places once trailing zeros are dropped (``1.500`` has 1, ``100`` has 0)."""
-    _, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)
-    if not any(digits):
-        return 0
-    kept = list(digits)
-    while exponent < 0 and kept[-1] == 0:
-        kept.pop()
-        exponent += 1
-    return -exponent if exponent < 0 else 0
-
-
 def plain(value: Decimal | None) -> str | None:
     """A Decimal as plain text (never an exponent), for exact transfer into SQL."""
     return None if value is None else format(value, "f")
@@ -280,7 +181,7 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
 
     customers = []
     for row in catalog.customers:
-        f = _Fields(catalog, "customers", row, row["customer_id"], problems)
+        f = Fields(catalog, "customers", row, row["customer_id"], problems)
         customer_id = f.text("customer_id", required=True)
         if customer_id is not None and not CUSTOMER_ID_RE.fullmatch(customer_id):
             f.problem("customer_id", f"{customer_id!r} is not a valid customer_id: use 1-64 of "
@@ -296,7 +197,7 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
 
     meters = []
     for row in catalog.meters:
-        f = _Fields(catalog, "meters", row, row["meter_id"], problems)
+        f = Fields(catalog, "meters", row, row["meter_id"], problems)
         meter_id = f.text("meter_id", required=True)
         aggregation = f.text("aggregation", required=True)
         if aggregation is not None and aggregation not in AGGREGATIONS:
@@ -324,7 +225,7 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
 
     items = []
     for row in catalog.product_items:
-        f = _Fields(catalog, "product_items", row, row["product_item_id"], problems)
+        f = Fields(catalog, "product_items", row, row["product_item_id"], problems)
         item_id = f.text("product_item_id", required=True)
         meter_id = f.text("meter_id", required=True)
         dimension_filter = f.text("dimension_filter")
@@ -342,7 +243,7 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
 
     rates = []
     for row in catalog.rates:
-        f = _Fields(catalog, "rates", row, row["rate_id"], problems)
+        f = Fields(catalog, "rates", row, row["rate_id"], problems)
         rate_id = f.text("rate_id", required=True)
         item_id = f.text("product_item_id", required=True)
         currency = f.currency(currencies)
@@ -383,7 +284,7 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
     tiers = []
     for row in catalog.rate_tiers:
         key = f"{row['rate_id'] or '?'} tier {row['tier'] or '?'}"
-        f = _Fields(catalog, "rate_tiers", row, key, problems)
+        f = Fields(catalog, "rate_tiers", row, key, problems)
         rate_id = f.text("rate_id", required=True)
         tier_text = f.text("tier", required=True)
         tier = None
@@ -399,12 +300,12 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
 
     commitments = []
     for row in catalog.commitments:
-        f = _Fields(catalog, "commitments", row, row["customer_id"], problems)
+        f = Fields(catalog, "commitments", row, row["customer_id"], problems)
         customer_id = f.text("customer_id", required=True)
         minimum, _ = f.decimal("minimum_amount", required=True)
         currency = f.currency(currencies)
         if minimum is not None and currency is not None \
-                and _decimal_places(minimum) > currencies[currency]:
+                and decimal_places(minimum) > currencies[currency]:
             f.problem("minimum_amount", f"minimum_amount ({row['minimum_amount']}) has more "
                       f"decimal places than {currency}'s minor unit ({currencies[currency]})")
         effective_from, from_ok = f.date("effective_from", required=True)
@@ -419,7 +320,7 @@ def _parse(catalog: Catalog, currencies: Mapping[str, int]) -> Parsed:
 
     sellers = []
     for row in catalog.seller:
-        f = _Fields(catalog, "seller", row, None, problems)
+        f = Fields(catalog, "seller", row, None, problems)
         f.text("seller_name", required=True)
         if sellers:
             f.problem(None, "seller.csv has one seller: only its first row is used")

@@ -22,7 +22,7 @@ TERMS_RE = re.compile(r"\d{1,3}")
 COLUMNS = ("legal_name", "address", "tax_id", "email", "payment_terms_days")
 
 
-class Cells(Protocol):  # model._Fields: a row's cells, recording a problem per bad one
+class Cells(Protocol):  # cells.Fields: a row's cells, recording a problem per bad one
     def text(self, column: str, *, required: bool = False) -> str | None: ...
     def problem(self, column: str | None, message: str) -> None: ...
 
