@@ -26,7 +26,16 @@ def _import_great_expectations() -> None:
 def preload() -> threading.Thread:
     """Import great-expectations (about 3 s) in a background thread, so that the checks find it
     loaded: the billing step starts it once `dbt build` runs, in a child process, while this one
-    mostly waits. Python's import locks make a concurrent import wait for this one."""
+    mostly waits. Python's import locks make a concurrent import wait for this one.
+
+    ``sqlalchemy.orm`` is imported here, in the calling thread, first: great-expectations
+    imports it, and meanwhile this thread stores Dagster's events with SQLAlchemy, whose
+    inspection registry holds ``sqlalchemy.orm``'s inspectors as soon as part of it is imported.
+    A half-imported ``sqlalchemy.orm.exc`` then failed the step in a run under load
+    (``AttributeError: partially initialized module 'sqlalchemy.orm.exc' has no attribute
+    'UnmappedClassError'``). About 0.2 s."""
+    import sqlalchemy.orm  # noqa: F401
+
     thread = threading.Thread(target=_import_great_expectations, name="preload-gx", daemon=True)
     thread.start()
     return thread
