@@ -176,8 +176,11 @@ def publish_invoices(context: dg.AssetExecutionContext, meterline: MeterlineReso
     now = clock.now()
 
     def render(invoices: list[dict]) -> dict[str, str]:
-        return documents.render_documents(invoices, parsed=parsed, seller=seller,
-                                          currencies=currencies)
+        try:
+            return documents.render_documents(invoices, parsed=parsed, seller=seller,
+                                              currencies=currencies)
+        except documents.documents_pdf.PdfUnavailable as missing:  # before anything is appended
+            raise publish.PublishRefused(str(missing)) from None
 
     try:
         with meterline.writer() as con:

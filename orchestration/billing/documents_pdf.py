@@ -14,9 +14,20 @@ import base64
 PDF_SUFFIX = ".pdf"
 
 
-def invoice_pdf(page_html: str) -> bytes:
-    import weasyprint  # only when publishing: its import takes a moment
+PANGO_HINT = ("WeasyPrint prints the invoice PDFs on Pango, which this machine lacks: install "
+              "it (Debian: apt-get install -y libpango-1.0-0 libpangoft2-1.0-0) and publish "
+              "again; nothing was published")
 
+
+class PdfUnavailable(Exception):
+    """The PDF cannot be printed on this machine (a system library is missing)."""
+
+
+def invoice_pdf(page_html: str) -> bytes:
+    try:
+        import weasyprint  # only when publishing: its import takes a moment
+    except OSError as exc:  # cffi cannot load libpango / libpangoft2
+        raise PdfUnavailable(f"{PANGO_HINT} ({str(exc).splitlines()[0]})") from None
     return weasyprint.HTML(string=page_html).write_pdf()
 
 
