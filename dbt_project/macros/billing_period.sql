@@ -1,11 +1,20 @@
-{#- The period a run bills: var `billing_period`, 'YYYY-MM-01' (a calendar month in UTC). -#}
+{#- The period a run bills, 'YYYY-MM-01' (a calendar month in UTC): var `billing_period`, or,
+    when it is not given, the environment variable METERLINE_BILLING_PERIOD, read only while
+    executing. Meterline's billing step sets the variable (orchestration/billing/assets.py): a
+    `--vars` that changes from run to run makes dbt parse the whole project again (partial
+    parsing is dropped when the vars change), and an env_var read while parsing would make
+    dbt re-parse every file using it. Read at execution, it changes nothing dbt parsed. -#}
 {% macro billing_period() %}
     {%- set raw_value = var('billing_period', none) -%}
+    {%- if (raw_value is none or (raw_value | string | trim) == '') and execute -%}
+        {%- set raw_value = env_var('METERLINE_BILLING_PERIOD', '') -%}
+    {%- endif -%}
     {%- if raw_value is none or (raw_value | string | trim) == '' -%}
         {%- if execute -%}
             {{ exceptions.raise_compiler_error(
                 "Model " ~ model.name ~ " bills one period: pass it with "
-                ~ "--vars '{billing_period: YYYY-MM-01}' (the first day of the month, UTC).") }}
+                ~ "--vars '{billing_period: YYYY-MM-01}' (the first day of the month, UTC) or "
+                ~ "the environment variable METERLINE_BILLING_PERIOD.") }}
         {%- endif -%}
         {#- Parsing (dbt parse, manifest builds) needs no period: any valid date will do. -#}
         {{ return('1970-01-01') }}
@@ -50,3 +59,22 @@
         delete from {{ this }} where billing_period_start = {{ billing_period_start() }}
     {%- endif -%}
 {% endmacro %}
+
+{#- dbt's get_where_subquery, and one substitution: `__billing_period__` in a test's `where`
+    config becomes the billed period while executing. A test's configs are rendered when dbt
+    parses the project, so `{{ billing_period() }}` written there would keep the period of the
+    last full parse; the placeholder is resolved for every run. Portable: plain Jinja. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}
+        {%- if '__billing_period__' in where -%}
+            {%- set where = where | replace('__billing_period__', billing_period()) -%}
+        {%- endif -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {% do return(filtered) %}
+    {%- else -%}
+        {% do return(relation) %}
+    {%- endif -%}
+{%- endmacro %}

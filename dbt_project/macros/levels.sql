@@ -3,16 +3,20 @@
     from period to period. The engine-specific parts (epoch microseconds, a series of months, the
     exact quotient) are dispatched: everything else in the models is portable SQL. -#}
 
-{#- The run's one instant (var `run_instant`, an ISO-8601 instant with offset, microseconds), as
+{#- The run's one instant (var `run_instant`, or else METERLINE_RUN_INSTANT read while executing,
+    as billing_period() reads its period; an ISO-8601 instant with offset, microseconds), as
     TIMESTAMP WITH TIME ZONE: a month not yet over accrues level usage up to it. -#}
 {% macro run_instant() %}
     {%- set raw_value = var('run_instant', none) -%}
+    {%- if (raw_value is none or (raw_value | string | trim) == '') and execute -%}
+        {%- set raw_value = env_var('METERLINE_RUN_INSTANT', '') -%}
+    {%- endif -%}
     {%- if raw_value is none or (raw_value | string | trim) == '' -%}
         {%- if execute -%}
             {{ exceptions.raise_compiler_error(
                 "Model " ~ model.name ~ " needs the run's instant (what a month-to-date level "
                 ~ "meter accrues up to): pass it with --vars "
-                ~ "'{run_instant: 2026-03-15T12:00:00.000000+00:00}'") }}
+                ~ "'{run_instant: 2026-03-15T12:00:00.000000+00:00}' or METERLINE_RUN_INSTANT") }}
         {%- endif -%}
         {{ return("cast('1970-01-01 00:00:00+00:00' as " ~ dbt.type_timestamp() ~ ")") }}
     {%- endif -%}
