@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from orchestration.billing import documents
+from orchestration.billing import documents, documents_pdf
 from orchestration.billing.ledger import document_sha256
 from orchestration.catalog.model import parse
 from orchestration.catalog.read import load_catalog, read_currencies
@@ -149,3 +149,24 @@ def test_the_pdf_is_the_same_bytes_on_every_rendering_and_written_as_sealed(tmp_
     assert (tmp_path / html_name).read_text() == first[html_name]
     assert document_sha256(html_name, first[html_name]) == hashlib.sha256(
         first[html_name].encode()).hexdigest()
+
+
+def test_a_period_printed_by_worker_processes_is_the_same_bytes_in_the_same_order():
+    # 30 invoices (enough for the pool: documents_pdf.POOL_FROM_PAGES), each with its own id
+    # and number, so a PDF given to the wrong invoice would be noticed
+    invoices = []
+    for n in range(documents_pdf.POOL_FROM_PAGES + 6):
+        invoice = _invoice()
+        invoice["invoice_id"] = f"INV-202610-c{n:04d}"
+        invoice["invoice_number"] = f"MLN-{n + 1:06d}"
+        invoices.append(invoice)
+    parsed = parse(load_catalog(SEEDS))
+    kwargs = {"parsed": parsed, "seller": documents.read_seller(SEEDS),
+              "currencies": read_currencies()}
+    pooled = documents.render_documents(invoices, workers=2, **kwargs)
+    names = [f"{i['invoice_id']}.pdf" for i in invoices]
+    assert [name for name in pooled if name.endswith(".pdf")] == names
+    assert len({pooled[name] for name in names}) == len(names)  # every invoice its own PDF
+    for number in (0, 17, len(invoices) - 1):  # each as one invoice printed in this process
+        alone = documents.render_documents([invoices[number]], workers=1, **kwargs)
+        assert alone[names[number]] == pooled[names[number]]

@@ -181,7 +181,7 @@ def publish_invoices(context: dg.AssetExecutionContext, meterline: MeterlineReso
     def render(invoices: list[dict]) -> dict[str, str]:
         try:
             return documents.render_documents(invoices, parsed=parsed, seller=seller,
-                                              currencies=currencies)
+                                              currencies=currencies, workers=cfg.cores)
         except documents.documents_pdf.PdfUnavailable as missing:  # before anything is appended
             raise publish.PublishRefused(str(missing)) from None
 

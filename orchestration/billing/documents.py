@@ -289,14 +289,16 @@ billing period {e(_inclusive(period['start'], period['end']))} &middot; {e(doc['
 
 def render_documents(invoices: list[dict], *, parsed: Parsed,
                      seller: dict[str, str], currencies: dict[str, int],
-                     pdf: bool = True) -> dict[str, str]:
+                     pdf: bool = True, workers: int = 1) -> dict[str, str]:
     """Every document of a period as ``{file name: text}``: ``<invoice_id>.json``, ``.html``
     and ``.pdf`` (its bytes as base64 text: ``document_bytes``) per invoice and the period's
     ``index.html``. Publishing keeps these texts in the
     ledger (billing.published_documents) in the same transaction as the invoices, so the files
-    written afterwards, and any rewritten after a kill, are exactly what was published."""
+    written afterwards, and any rewritten after a kill, are exactly what was published. The
+    PDFs are printed by ``workers`` processes (documents_pdf.invoice_pdfs)."""
     texts: dict[str, str] = {}
     index_rows = []
+    pages: dict[str, str] = {}
     for invoice in invoices:
         doc = invoice_document(invoice, parsed=parsed, seller=seller,
                                minor_unit=currencies.get(invoice["currency"], 2))
@@ -304,8 +306,8 @@ def render_documents(invoices: list[dict], *, parsed: Parsed,
         page = invoice_html(doc)
         texts[f"{invoice['invoice_id']}.html"] = page
         if pdf:
-            texts[f"{invoice['invoice_id']}{PDF_SUFFIX}"] = documents_pdf.encode(
-                documents_pdf.invoice_pdf(page))
+            texts[f"{invoice['invoice_id']}{PDF_SUFFIX}"] = ""  # printed below, in this order
+            pages[f"{invoice['invoice_id']}{PDF_SUFFIX}"] = page
         index_rows.append(
             f"<tr><td><a href='{html.escape(invoice['invoice_id'])}.html'>"
             f"{html.escape(doc['invoice_number'])}</a></td><td>{html.escape(doc['customer']['customer_id'])}"
@@ -321,6 +323,9 @@ def render_documents(invoices: list[dict], *, parsed: Parsed,
             f"<th>Customer</th><th class=num>Total</th>{'<th>PDF</th>' if pdf else ''}</tr>"
             f"</thead><tbody>{''.join(index_rows)}"
             f"</tbody></table></body></html>\n")
+    printed = documents_pdf.invoice_pdfs(list(pages.values()), workers=workers)
+    for name, data in zip(pages, printed, strict=True):
+        texts[name] = documents_pdf.encode(data)
     return texts
 
 

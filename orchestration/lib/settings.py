@@ -38,10 +38,15 @@ class Settings:
 
     def duckdb_config(self, database: Path | str) -> dict[str, str]:
         """The DuckDB settings of every connection to ``database``, Meterline's and dbt's."""
-        threads = self.threads or len(os.sched_getaffinity(0))
         temp = self.temp_dir or f"{database}.tmp"
-        return {"threads": str(threads), "temp_directory": str(temp),
+        return {"threads": str(self.cores), "temp_directory": str(temp),
                 "memory_limit": self.memory_limit}
+
+    @property
+    def cores(self) -> int:
+        """METERLINE_THREADS, else every core this process may use: DuckDB's threads and the
+        processes that print a period's PDFs."""
+        return self.threads or len(os.sched_getaffinity(0))
 
     @property
     def landing_dir(self) -> Path:
