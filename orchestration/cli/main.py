@@ -217,13 +217,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The `meterline` console script: main(), then the process ends at once with its code.
-    Everything a command wrote is durable when main() returns: DuckDB and Dagster's SQLite
-    event log made each commit durable in their write-ahead logs as it returned (a log left
-    behind is replayed by the next open, as after a kill -9), and documents are fsynced
-    before they are renamed into place. The interpreter's shutdown, which tears down the
-    modules of Dagster, dbt and great-expectations object by object, would do no useful work:
-    skipping it makes a 1,000-event bill about 20% faster. An exception still leaves through
-    the normal path, with its traceback."""
+    When main() returns, everything the command wrote has reached the operating system: each
+    DuckDB and SQLite commit is in its database file or write-ahead log (a log left behind is
+    replayed by the next open, as after a kill -9), and each document is a closed file renamed
+    into place. os._exit loses only buffers held inside this process; the ones still open, the
+    log handlers and stdout and stderr, are flushed here first. The interpreter's shutdown,
+    which tears down the modules of Dagster, dbt and great-expectations object by object,
+    would do no useful work: skipping it made a 1,000-event bill about 20% faster. An
+    exception still leaves through the normal path, with its traceback."""
     import contextlib
     import logging
 
