@@ -25,6 +25,9 @@ def demo_home(tmp_path_factory) -> Path:
     done = run_meterline(["demo"], home=home, catalog=REPO / "seeds", cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "published; documents in" in done.stderr
+    # the command ends with os._exit after the atexit callbacks (orchestration/cli/main.py
+    # entry): without them multiprocessing's resource tracker reported a leaked semaphore here
+    assert "leaked semaphore" not in done.stderr, done.stderr[-1000:]
     return home
 
 

@@ -220,16 +220,19 @@ def entry() -> None:
     When main() returns, everything the command wrote has reached the operating system: each
     DuckDB and SQLite commit is in its database file or write-ahead log (a log left behind is
     replayed by the next open, as after a kill -9), and each document is a closed file renamed
-    into place. os._exit loses only buffers held inside this process; the ones still open, the
-    log handlers and stdout and stderr, are flushed here first. The interpreter's shutdown,
-    which tears down the modules of Dagster, dbt and great-expectations object by object,
-    would do no useful work: skipping it made a 1,000-event bill about 20% faster. An
-    exception still leaves through the normal path, with its traceback."""
+    into place. What a normal exit does that matters runs here first: the atexit callbacks
+    (logging's flush of every handler, multiprocessing's release of the semaphores it
+    registered: without it, its resource tracker printed a "leaked semaphore" warning at the
+    end of `meterline demo`), then a flush of stdout and stderr. The rest of the interpreter's
+    shutdown, which tears down the modules of Dagster, dbt and great-expectations object by
+    object, does no useful work: skipping it saves about 2 s of a 1,000-event bill (15.5 s
+    against 17.5 s, paired runs on 2 cores). An exception still leaves through
+    the normal path, with its traceback."""
+    import atexit
     import contextlib
-    import logging
 
     code = main()
-    logging.shutdown()  # flushes every log handler (e.g. Dagster's compute logs)
+    atexit._run_exitfuncs()  # what Python runs at exit before tearing the modules down
     for stream in (sys.stdout, sys.stderr):
         # `| head` closed it, or it is closed already
         with contextlib.suppress(BrokenPipeError, ValueError):
