@@ -56,9 +56,20 @@
     and other periods are never touched. -#}
 {% macro delete_billing_period_rows() %}
     {%- if is_incremental() -%}
-        delete from {{ this }} where billing_period_start = {{ billing_period_start() }}
+        {{ adapter.dispatch('delete_billing_period_rows', 'meterline')() }}
     {%- endif -%}
 {% endmacro %}
+
+{% macro default__delete_billing_period_rows() -%}
+    delete from {{ this }} where billing_period_start = {{ billing_period_start() }}
+{%- endmacro %}
+
+{#- Spark's Parquet tables have no DELETE: the period is a partition (dbt_project.yml), and the
+    model's insert_overwrite replaces it. Drop it first: an overwrite whose query returns no
+    rows would leave the old partition in place. -#}
+{% macro spark__delete_billing_period_rows() -%}
+    alter table {{ this }} drop if exists partition (billing_period_start = date'{{ billing_period() }}')
+{%- endmacro %}
 
 {#- dbt's get_where_subquery, and one substitution: `__billing_period__` in a test's `where`
     config becomes the billed period while executing. A test's configs are rendered when dbt

@@ -12,6 +12,11 @@
     cast(date_trunc('month', timezone('UTC', {{ instant }})) as date)
 {%- endmacro %}
 
+{#- Spark: the session time zone is UTC (macros/exact_engine_settings.sql refuses others). -#}
+{% macro spark__utc_month_start(instant) -%}
+    cast(date_trunc('MONTH', {{ instant }}) as date)
+{%- endmacro %}
+
 {#- A DATE plus a whole number of months, as a DATE. -#}
 {% macro add_months(date_expression, months) %}
     {{- return(adapter.dispatch('add_months', 'meterline')(date_expression, months)) -}}
@@ -23,6 +28,10 @@
 
 {% macro duckdb__add_months(date_expression, months) -%}
     cast(({{ date_expression }}) + to_months({{ months }}) as date)
+{%- endmacro %}
+
+{% macro spark__add_months(date_expression, months) -%}
+    add_months({{ date_expression }}, {{ months }})
 {%- endmacro %}
 
 {#- Whether a catalog row with an [effective_from, effective_to) range (rates, commitments) is in
@@ -46,4 +55,8 @@
 
 {% macro duckdb__utc_date(instant) -%}
     cast(timezone('UTC', {{ instant }}) as date)
+{%- endmacro %}
+
+{% macro spark__utc_date(instant) -%}
+    to_date({{ instant }})
 {%- endmacro %}

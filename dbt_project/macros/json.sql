@@ -11,3 +11,9 @@
 {% macro duckdb__json_extract_text(json_text, key) -%}
     json_extract_string({{ json_text }}, '$."' || replace(replace({{ key }}, '\', '\\'), '"', '\"') || '"')
 {%- endmacro %}
+
+{#- Spark: the object as a map of texts (a number's text is its JSON text); an absent key, or
+    text that is not an object, gives NULL (try_element_at: no ANSI error). -#}
+{% macro spark__json_extract_text(json_text, key) -%}
+    try_element_at(from_json({{ json_text }}, 'map<string,string>'), {{ key }})
+{%- endmacro %}

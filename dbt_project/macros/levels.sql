@@ -41,6 +41,10 @@
     cast('{{ text }}' as timestamp with time zone)
 {%- endmacro %}
 
+{% macro spark__instant_literal(text) -%}
+    cast('{{ text }}' as timestamp)
+{%- endmacro %}
+
 {#- Microseconds since the Unix epoch of an instant (TIMESTAMP WITH TIME ZONE), a BIGINT. -#}
 {% macro epoch_microseconds(instant) %}
     {{- return(adapter.dispatch('epoch_microseconds', 'meterline')(instant)) -}}
@@ -65,6 +69,11 @@
 
 {% macro duckdb__utc_date_microseconds(day) -%}
     epoch_us(cast({{ day }} as timestamp))
+{%- endmacro %}
+
+{#- Spark: whole days since the epoch, a date being a UTC day here. -#}
+{% macro spark__utc_date_microseconds(day) -%}
+    (cast(unix_date({{ day }}) as bigint) * 86400000000)
 {%- endmacro %}
 
 {#- What the billed period's usage accrues up to (contract v1.2 section 3), as TIMESTAMP WITH
@@ -128,4 +137,20 @@
     {%- set rounded = "(" ~ magnitude ~ " // " ~ d ~ " + case when 2 * (" ~ magnitude ~ " % " ~ d ~ ") >= " ~ d ~ " then 1 else 0 end)" -%}
     (cast(case when {{ unscaled }} < 0 then -{{ rounded }} else {{ rounded }} end as decimal(38, 0))
         * cast('0.000000000001' as decimal(38, 12)))
+{%- endmacro %}
+
+{#- Spark: `div` and `%` on decimals are exact (BigDecimal), a decimal `/` is not (it is rounded
+    to the result type's scale). For |N| = I + F (I whole, 0 <= F < 1) and divisor d > 0:
+    q = I div d, r = I % d; the 12 decimals are round((r + F) * 10^12 / d), which is again a
+    `div` and a `%` of whole numbers below 10^25. The whole part must stay below 2^63 (an ANSI
+    error otherwise, never a silent value). -#}
+{% macro spark__quotient_rounded_12(numerator, divisor) -%}
+    {%- set n = "abs(cast(" ~ numerator ~ " as decimal(38, 12)))" -%}
+    {%- set d = "cast(" ~ divisor ~ " as decimal(19, 0))" -%}
+    {%- set whole = "cast(floor(" ~ n ~ ") as decimal(38, 0))" -%}
+    {%- set scaled = "cast((" ~ whole ~ " % " ~ d ~ ") * 1000000000000 + (" ~ n ~ " - " ~ whole ~ ") * 1000000000000 as decimal(38, 0))" -%}
+    {%- set decimals = "((" ~ scaled ~ ") div " ~ d ~ " + case when 2 * ((" ~ scaled ~ ") % " ~ d ~ ") >= " ~ d ~ " then 1 else 0 end)" -%}
+    {%- set magnitude = "(cast(" ~ whole ~ " div " ~ d ~ " as decimal(38, 12)) + cast(" ~ decimals ~ " as decimal(38, 0)) * cast('0.000000000001' as decimal(38, 12)))" -%}
+    cast(case when cast({{ numerator }} as decimal(38, 12)) < 0 then -{{ magnitude }} else {{ magnitude }} end
+        as {{ quantity_type() }})
 {%- endmacro %}

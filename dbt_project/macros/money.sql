@@ -65,3 +65,13 @@
         else {{ estimate }} + 1
     end
 {%- endmacro %}
+
+{#- Spark: `div` (the whole quotient) and `%` are exact on decimals, a decimal `/` is not. -#}
+{% macro spark__ceil_divide_exact(numerator, denominator, overflow_message) -%}
+    case
+        when ({{ numerator }}) div ({{ denominator }}) >= 1000000000000000
+            then {{ raise_billing_error(overflow_message ~ " || ': 10^15 packages or more'") }}
+        else cast(({{ numerator }}) div ({{ denominator }}) as {{ whole_decimal_type() }})
+            + case when ({{ numerator }}) % ({{ denominator }}) > 0 then 1 else 0 end
+    end
+{%- endmacro %}

@@ -12,3 +12,7 @@
 {% macro duckdb__raise_billing_error(message) -%}
     error('billing error: ' || ({{ message }}))
 {%- endmacro %}
+
+{% macro spark__raise_billing_error(message) -%}
+    raise_error('billing error: ' || ({{ message }}))
+{%- endmacro %}

@@ -23,3 +23,7 @@
 {% macro duckdb__session_time_zone() -%}
     current_setting('TimeZone')
 {%- endmacro %}
+
+{% macro spark__session_time_zone() -%}
+    current_timezone()
+{%- endmacro %}

@@ -49,6 +49,10 @@
     varchar
 {%- endmacro %}
 
+{% macro spark__text_type() -%}
+    string
+{%- endmacro %}
+
 {#- An instant (contract section 4: compared in UTC). -#}
 {% macro timestamp_tz_type() %}
     {{- return(adapter.dispatch('timestamp_tz_type', 'meterline')()) -}}
@@ -56,4 +60,9 @@
 
 {% macro default__timestamp_tz_type() -%}
     timestamp with time zone
+{%- endmacro %}
+
+{#- Spark's TIMESTAMP is an instant (TIMESTAMP_LTZ), shown in the session's zone (UTC). -#}
+{% macro spark__timestamp_tz_type() -%}
+    timestamp
 {%- endmacro %}

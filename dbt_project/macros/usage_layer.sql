@@ -7,6 +7,20 @@
     landed event in the same transaction. A first build, a unit test or `--full-refresh` reads
     every event. -#}
 
+{#- The materialization of the layer's models: incremental, or a table rebuilt from every event
+    on engines whose tables have no DELETE (Spark's Parquet tables): the same rows either way. -#}
+{% macro usage_layer_materialization() -%}
+    {{- return(adapter.dispatch('usage_layer_materialization', 'meterline')()) -}}
+{%- endmacro %}
+
+{% macro default__usage_layer_materialization() -%}
+    {{- return('incremental') -}}
+{%- endmacro %}
+
+{% macro spark__usage_layer_materialization() -%}
+    {{- return('table') -}}
+{%- endmacro %}
+
 {#- The catalog fingerprint the layer is built with, as a scalar subquery. -#}
 {% macro usage_catalog_fingerprint() -%}
     (select catalog_fingerprint from {{ ref('int_usage_catalog_fingerprint') }})

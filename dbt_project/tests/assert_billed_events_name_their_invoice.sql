@@ -130,13 +130,13 @@ named_late_events as (
 checked_late_usage as (
 
     select
-        cast(null as varchar) as event_id,
+        cast(null as {{ text_type() }}) as event_id,
         late_usage.customer_id,
         late_usage.usage_period_start,
         late_usage.product_item_id,
-        cast(null as varchar) as invoice_id,
-        cast(null as varchar) as line_type,
-        cast(null as varchar) as invoice_customer_id,
+        cast(null as {{ text_type() }}) as invoice_id,
+        cast(null as {{ text_type() }}) as line_type,
+        cast(null as {{ text_type() }}) as invoice_customer_id,
         cast(null as date) as invoice_period_start,
         cast(late_usage.late_event_count as bigint) as late_event_count,
         cast(coalesce(named_late_events.named_event_count, 0) as bigint) as named_event_count

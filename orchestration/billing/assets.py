@@ -2,7 +2,9 @@
 
 
 import contextlib
+import json
 import os
+import subprocess
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -19,7 +21,7 @@ from orchestration.billing.partitions import (
     monthly_partitions,
     more_than_one_month,
 )
-from orchestration.billing.project import dbt_project
+from orchestration.billing.project import dbt_project, dbt_run_executable
 from orchestration.billing.reconciliation import expectations
 from orchestration.catalog.load import write_catalog
 from orchestration.catalog.model import parse
@@ -27,7 +29,7 @@ from orchestration.catalog.periods import period_problems
 from orchestration.catalog.read import load_catalog, read_currencies
 from orchestration.catalog.rules import validate
 from orchestration.instance import DUCKDB_POOL
-from orchestration.lib import clock, periods
+from orchestration.lib import clock, periods, spark
 from orchestration.resources import MeterlineResource
 
 CATALOG_TABLES = ("customers", "meters", "product_items", "rates", "rate_tiers", "commitments")
@@ -133,19 +135,53 @@ def billing_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         # (about 3 s of every bill and every month-to-date refresh).
         run = {"METERLINE_BILLING_PERIOD": period_start.isoformat(),
                "METERLINE_RUN_INSTANT": clock.run_instant(context).isoformat()}
+        args = ["build", "--exclude-resource-type", "unit_test"]
+        if cfg.engine == "spark":
+            # docs/spark.md: the models run on Spark over Parquet copies of the sources; what
+            # they build is then loaded into the DuckDB warehouse (orchestration/lib/spark.py)
+            with meterline.writer() as con:
+                spark.export_sources(con, cfg, _source_tables())
+            run |= spark.spark_environment(cfg) | {"METERLINE_ENGINE": "spark"}
+            args += ["--target", "spark"]
+            target = cfg.spark_home / "dbt"
         with _env(METERLINE_WAREHOUSE=str(cfg.warehouse_path), **engine, **run):
             preloading = None
-            for event in dbt.cli(
-                ["build", "--exclude-resource-type", "unit_test"],
-                context=context, target_path=target,
-            ).stream():
+            for event in dbt.cli(args, context=context, target_path=target).stream():
                 # the reconciliation checks after this step need great-expectations: import it
                 # while dbt works in its own process (started now; not before, when dagster-dbt's
                 # own imports would compete with it)
                 preloading = preloading or expectations.preload()
                 yield event
+        if cfg.engine == "spark":
+            with meterline.writer() as con:
+                imported = spark.import_marts(con, cfg)
+            _build_views_on_duckdb(cfg, engine)
+            context.log.info(f"loaded {len(imported)} tables built on Spark into DuckDB")
     finally:
         meterline.refresh_snapshot()
+
+
+def _source_tables() -> list[tuple[str, str]]:
+    """The (schema, table) of every dbt source (models/staging/_sources.yml), from the manifest."""
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    return sorted({(source["schema"], source["identifier"])
+                   for source in manifest["sources"].values()})
+
+
+def _build_views_on_duckdb(cfg, engine_env: dict[str, str]) -> None:
+    """The views (staging, the invoice marts over the ledger, the usage fingerprint) on the DuckDB
+    warehouse, over the tables loaded from Spark: they read the ledger when they are read, so a
+    publication shows in fct_invoices at once, as on DuckDB."""
+    env = {k: v for k, v in os.environ.items() if k != "METERLINE_ENGINE"}
+    env |= engine_env | {"METERLINE_WAREHOUSE": str(cfg.warehouse_path)}
+    command = [dbt_run_executable(), "run", "--quiet", "--select", "config.materialized:view",
+               "--target", "duckdb", "--project-dir", str(dbt_project.project_dir),
+               "--profiles-dir", str(dbt_project.project_dir),
+               "--target-path", str(cfg.dbt_target_dir)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise dg.Failure(f"building the views on DuckDB over Spark's tables failed:\n"
+                         f"{done.stdout}\n{done.stderr}")
 
 
 @dg.asset(

@@ -4,7 +4,10 @@ dagster-dbt runs dbt as a child process. Killed with SIGKILL, a parent cannot st
 and an orphaned `dbt build` would go on holding the DuckDB file's lock, so that the next command
 fails. This wrapper asks Linux to send the child SIGKILL when its parent dies
 (``PR_SET_PDEATHSIG``, kept across ``exec``), then becomes the dbt beside this Python. Where the
-call is not available (not Linux), it just runs dbt."""
+call is not available (not Linux), it just runs dbt.
+
+With METERLINE_ENGINE=spark it runs dbt in this process instead, after keeping the profile's
+ANSI mode (orchestration/lib/spark.py): Spark's JVM is this process's child, and dies with it."""
 
 from __future__ import annotations
 
@@ -28,8 +31,32 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def _run_dbt_on_spark() -> None:
+    import warnings
+
+    # pyspark's pandas bridge warns about pandas 3 at import; dbt never uses it
+    warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
+    from orchestration.lib import spark
+
+    spark.keep_profile_ansi_mode()
+    from dbt.cli.main import cli
+
+    sys.argv[0] = "dbt"
+    try:
+        cli()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # the JVM's shutdown hooks and pyspark's atexit work add nothing to a finished build
+        os._exit(code)
+
+
 def main() -> None:
     _die_with_parent()
+    if (os.environ.get("METERLINE_ENGINE") or "").strip().lower() == "spark":
+        _run_dbt_on_spark()
+        return
     dbt = Path(sys.executable).with_name("dbt")
     program = str(dbt) if dbt.exists() else "dbt"
     os.execvp(program, [program, *sys.argv[1:]])

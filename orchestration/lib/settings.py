@@ -35,6 +35,10 @@ class Settings:
     # drafts so the explorers show month-to-date usage and estimates without a `bill`
     # (METERLINE_INGEST_REFRESH=off: landing only; docs/operations.md).
     ingest_refresh: bool = True
+    # METERLINE_ENGINE: where the dbt models run. "duckdb" (the default): the home's warehouse
+    # file. "spark": Apache Spark through dbt-spark (docs/spark.md); landing, the ledger, the
+    # checks and every reader stay on the DuckDB file, which receives Spark's results.
+    engine: str = "duckdb"
 
     def duckdb_config(self, database: Path | str) -> dict[str, str]:
         """The DuckDB settings of every connection to ``database``, Meterline's and dbt's."""
@@ -55,6 +59,12 @@ class Settings:
     @property
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.duckdb"
+
+    @property
+    def spark_home(self) -> Path:
+        """Spark's files for this home (METERLINE_ENGINE=spark): its warehouse of Parquet
+        tables, its metastore, the exchanged Parquet files and its log."""
+        return self.home / "spark"
 
     @property
     def snapshot_path(self) -> Path:
@@ -91,6 +101,9 @@ class Settings:
             )
 
 
+#: The values of METERLINE_ENGINE (docs/spark.md).
+ENGINES = ("duckdb", "spark")
+
 _SWITCH = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False}
 
 
@@ -121,10 +134,13 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     refresh = (env.get("METERLINE_INGEST_REFRESH") or "on").strip().lower()
     if refresh not in _SWITCH:
         raise UsageError(f"METERLINE_INGEST_REFRESH={refresh!r} is not on or off")
+    engine = (env.get("METERLINE_ENGINE") or "duckdb").strip().lower()
+    if engine not in ENGINES:
+        raise UsageError(f"METERLINE_ENGINE={engine!r} is not one of {', '.join(ENGINES)}")
     return Settings(home=home, catalog_dir=catalog_dir, grace_hours=grace_hours,
                     memory_limit=memory_limit.strip(), threads=threads,
                     temp_dir=Path(temp_dir).expanduser().resolve() if temp_dir else None,
-                    ingest_refresh=_SWITCH[refresh])
+                    ingest_refresh=_SWITCH[refresh], engine=engine)
 
 
 def duckdb_config(database: Path | str, environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,6 +1,7 @@
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
+    incremental_strategy='insert_overwrite' if target.type == 'spark' else 'append',
+    partition_by='billing_period_start' if target.type == 'spark' else '',
     on_schema_change='fail',
     pre_hook="{{ delete_billing_period_rows() }}",
 ) }}

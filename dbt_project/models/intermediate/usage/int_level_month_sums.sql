@@ -1,5 +1,5 @@
 {{ config(
-    materialized='incremental',
+    materialized=usage_layer_materialization(),
     incremental_strategy='delete+insert',
     unique_key=['customer_id', 'meter_id', 'level_set', 'billing_period_start'],
     on_schema_change='append_new_columns',

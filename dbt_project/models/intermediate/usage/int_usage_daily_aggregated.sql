@@ -1,5 +1,5 @@
 {{ config(
-    materialized='incremental',
+    materialized=usage_layer_materialization(),
     incremental_strategy='delete+insert',
     unique_key=['customer_id', 'meter_id', 'product_item_key', 'usage_date'],
     on_schema_change='append_new_columns',

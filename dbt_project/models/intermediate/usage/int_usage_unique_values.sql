@@ -1,5 +1,5 @@
 {{ config(
-    materialized='incremental',
+    materialized=usage_layer_materialization(),
     incremental_strategy='append',
     on_schema_change='append_new_columns',
     pre_hook="{{ usage_layer_reset() }}",
