@@ -81,6 +81,16 @@ def timed(label: str, args: list[str], env: dict[str, str], *, check: bool = Tru
     return result
 
 
+def spark_nodes(home: Path, top: int = 6) -> str:
+    """The dbt nodes of the last Spark build that took longest (dbt's run_results.json)."""
+    results = json.loads((home / "spark" / "dbt" / "run_results.json").read_text())["results"]
+    slowest = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:top]
+    total = sum(r["execution_time"] for r in results)
+    return (", ".join(f"{r['unique_id'].split('.')[-1]} {r['execution_time']:.1f} s"
+                      for r in slowest)
+            + f" ({len(results)} nodes, {total:.0f} s in all)")
+
+
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -157,6 +167,9 @@ def main() -> None:
     parser.add_argument("--landing-only", action="store_true",
                         help="only the landing commands: the copy floor, the fixed cost of "
                         "ingest, ingest of the files and of a 100,000-event file into the home")
+    parser.add_argument("--spark", action="store_true",
+                        help="also bill the Parquet month on Spark (METERLINE_ENGINE=spark, "
+                        "local[2]; docs/spark.md) in a home of its own, beside DuckDB")
     args = parser.parse_args()
     formats = args.formats.split(",")
     python = sys.executable
@@ -296,6 +309,24 @@ def main() -> None:
             notes.append(f"Parquet home on disk after publishing: {du(home) / 1e9:.2f} GB "
                          f"(warehouse {(home / 'warehouse.duckdb').stat().st_size / 1e9:.2f} GB;"
                          f" landing files are hard links to the generated ones)")
+        if args.spark and "parquet" in files and not args.landing_only:
+            main, _ = files["parquet"]
+            home = work / "home_spark"
+            shutil.rmtree(home, ignore_errors=True)
+            link_into(home / "landing", main)
+            run("ingest (Parquet; the home billed on Spark)", home, "ingest", floor="copy")
+            spark_env = {"METERLINE_ENGINE": "spark"}
+            result = timed(f"bill --period {PERIOD} on Spark local[2]",
+                           [meterline, "bill", "--period", PERIOD],
+                           dict(home_env(home), **spark_env))
+            rows.append((result, f"{result.wall / floors['close'].wall:.1f}x close"))
+            notes.append("On Spark: " + compare("bill on Spark", home, work / "floor.json"))
+            notes.append("On Spark, the slowest dbt nodes of the bill: " + spark_nodes(home))
+            notes.append(f"Spark home on disk: {du(home) / 1e9:.2f} GB, of which Spark's "
+                         f"files {du(home / 'spark') / 1e9:.2f} GB (the Parquet copies of the "
+                         f"sources, Spark's tables and their export to DuckDB); peak RSS is "
+                         f"Meterline's and dbt's processes, not Spark's JVM (a grandchild; "
+                         f"its heap is capped by spark.driver.memory, 2g)")
         if "jsonl" in files:
             main, _ = files["jsonl"]
             home = work / "home_jsonl"

@@ -105,6 +105,7 @@ E2E_FILES = frozenset({
     "test_orchestration.py", "test_publish_kill_and_ledger.py", "test_publishing.py",
     "test_reconcile.py", "test_ui_hardening.py", "test_browser_explorers.py",
     "test_docs_command.py", "test_month_to_date.py",
+    "test_spark_demo.py", "test_spark_guard.py", "test_spark_conformance.py",
 })
 BROWSER_FILES = frozenset({"test_browser.py", "test_browser_explorers.py"})
 

@@ -181,7 +181,13 @@ def _check_expect(expect: dict, home: Path, ingest_doc: dict | None, step_no: in
 
 @pytest.mark.parametrize("case", CASES)
 def test_conformance_case(case: str, shared_conformance: Path, tmp_path: Path) -> None:
-    case_dir = shared_conformance / case
+    run_case(shared_conformance / case, tmp_path)
+
+
+def run_case(case_dir: Path, tmp_path: Path, engine_env: dict[str, str] | None = None) -> Path:
+    """Run one worked case in a fresh home under ``tmp_path`` (its procedure, every step's
+    expectations checked), with ``engine_env`` added to every command's environment (e.g.
+    METERLINE_ENGINE=spark: tests/test_spark_conformance.py). Returns the home."""
     home = tmp_path / "home"
     (home / "landing").mkdir(parents=True)
     catalog = tmp_path / "catalog"
@@ -191,7 +197,7 @@ def test_conformance_case(case: str, shared_conformance: Path, tmp_path: Path) -
     steps = json.loads((case_dir / "steps.json").read_text())
     for step_no, raw_step in enumerate(steps, start=1):
         step = _strip_why(raw_step)
-        env = {"TZ": "America/New_York", **step.get("env", {})}
+        env = {"TZ": "America/New_York", **(engine_env or {}), **step.get("env", {})}
         for name, rel in step.get("catalog", {}).get("files", {}).items():
             shutil.copyfile(case_dir / rel, catalog / name)
         ingest_doc = None
@@ -215,3 +221,4 @@ def test_conformance_case(case: str, shared_conformance: Path, tmp_path: Path) -
             assert codes == expect["exit_codes"], (
                 f"step {step_no}: exit codes {codes}\n" + "\n".join(outputs))
         _check_expect(expect, home, ingest_doc, step_no)
+    return home

@@ -32,12 +32,9 @@ def _die_with_parent() -> None:
 
 
 def _run_dbt_on_spark() -> None:
-    import warnings
-
-    # pyspark's pandas bridge warns about pandas 3 at import; dbt never uses it
-    warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
     from orchestration.lib import spark
 
+    spark.quiet_pyspark_pandas_warning()
     spark.keep_profile_ansi_mode()
     from dbt.cli.main import cli
 

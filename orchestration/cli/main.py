@@ -22,7 +22,7 @@ from orchestration.cli.explain import cmd_explain
 from orchestration.cli.invoices import cmd_invoices
 from orchestration.cli.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from orchestration.cli.serve import cmd_serve, cmd_token
-from orchestration.lib import readers
+from orchestration.lib import readers, spark
 from orchestration.lib import settings as settings_lib
 from orchestration.lib.settings import UsageError
 
@@ -34,6 +34,7 @@ environment:
   METERLINE_NOW          pin the clock to an instant, e.g. 2026-12-01T05:00:00Z (tests, replays)
   METERLINE_INGEST_REFRESH  off: `ingest` only lands (default on: it also refreshes the open
                          months' drafts, the explorers' month to date)
+  METERLINE_ENGINE       where the dbt models run: duckdb (default) or spark (docs/spark.md)
 
 exit codes: 0 success; 1 a check or validation failed (the message says which); 2 bad usage.
 docs: docs/contract.md (the rules), docs/operations.md (running it)."""
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     # Dagster marks backfill_policy as beta on every import; a person running a command has no
     # use for it (the pins in pyproject.toml are exact).
     warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
+    spark.quiet_pyspark_pandas_warning()
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = None

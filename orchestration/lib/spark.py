@@ -116,6 +116,16 @@ def import_marts(con: duckdb.DuckDBPyConnection, cfg: Settings) -> list[str]:
     return imported
 
 
+def quiet_pyspark_pandas_warning() -> None:
+    """pyspark 4.3 warns at import that it does not fully support pandas 3. Meterline never hands
+    pandas to Spark, and great-expectations imports pyspark wherever it is installed: keep the
+    warning out of every command's output."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                            category=FutureWarning)
+
+
 def keep_profile_ansi_mode() -> None:
     """dbt-spark 1.11 sets `spark.sql.ansi.enabled` to false in every session profile (for
     Spark 3 compatibility). Billing needs it true (an overflow must fail, not become NULL):
