@@ -6,6 +6,7 @@ decimals, and so are the published documents."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -61,7 +62,9 @@ def test_the_spark_models_ran_on_spark(demo_homes) -> None:
     partitions = {p.name for p in (spark_home / "spark" / "warehouse" / "intermediate.db"
                                    / "int_invoice_lines_drafted").iterdir() if p.is_dir()}
     assert "billing_period_start=2026-10-01" in partitions
-    assert (spark_home / "spark" / "marts" / "marts" / "fct_meter_usage").is_dir()
+    exported = spark_home / "spark" / "marts"
+    assert (exported / "tables" / "marts" / "fct_meter_usage").is_dir()
+    assert (exported / "periods" / "intermediate" / "int_invoice_lines_drafted").is_dir()
     # the reconciliation checks (the independent Decimal pricer among them) ran on Spark's
     # results, with the outcomes they have on DuckDB's
     outcomes = []
@@ -75,3 +78,30 @@ def test_the_spark_models_ran_on_spark(demo_homes) -> None:
             con.close()
     assert outcomes[1] == outcomes[0]
     assert any(passed for _, _, passed, _ in outcomes[1])
+
+
+def _line_events(home: Path, period: str) -> list[tuple]:
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute("select * from marts.fct_invoice_line_events "
+                           "where billing_period_start = ? order by all", [period]).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_home_billed_on_duckdb_goes_on_billing_on_spark(demo_homes, tmp_path) -> None:
+    """Switching a home's engine loses no month: Spark replaces only the billed period's rows
+    of the period-scoped models (orchestration/lib/spark.py, import_marts)."""
+    duckdb_home, _ = demo_homes
+    home = tmp_path / "home"
+    shutil.copytree(duckdb_home, home, ignore=shutil.ignore_patterns("dagster", "snapshot"))
+    published = _line_events(home, "2026-10-01")
+    assert published, "the demo's published month has its evidence"
+    done = run_meterline(["bill", "--period", "2026-11"], home=home, catalog=REPO / "seeds",
+                         cwd=tmp_path, env={"METERLINE_ENGINE": "spark"}, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (home / "spark" / "warehouse").is_dir()
+    # October, published on DuckDB, keeps its evidence for `explain`; November, billed again
+    # on Spark, equals what DuckDB drafted
+    assert _line_events(home, "2026-10-01") == published
+    assert_same_rows(duckdb_home, home, where=before_the_clocks_month(PINNED_NOW))

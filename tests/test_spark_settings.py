@@ -30,8 +30,8 @@ def test_spark_listens_on_the_loopback_interface_and_logs_to_the_home(tmp_path) 
     assert (Path(env["METERLINE_SPARK_LOG4J"])).is_file()
 
 
-def _exported(cfg, schema: str, table: str, query: str) -> None:
-    folder = spark.marts_dir(cfg) / schema / table
+def _exported(cfg, schema: str, table: str, query: str, kind: str = "tables") -> None:
+    folder = spark.marts_dir(cfg) / kind / schema / table
     folder.mkdir(parents=True)
     con = duckdb.connect()
     con.execute(f"copy ({query}) to '{folder / 'part-00000.parquet'}' (format parquet)")
@@ -61,12 +61,27 @@ def test_sources_go_out_and_built_tables_come_back_exactly(home) -> None:
     assert con.execute("select amount, id from marts.m").fetchall() == [(Decimal("1.25"), "x")]
 
 
+def test_a_period_scoped_model_replaces_only_the_billed_periods_rows(home) -> None:
+    """A home billed on DuckDB, then on Spark: the months billed before stay in DuckDB."""
+    cfg, con = home
+    con.execute("create schema intermediate; create table intermediate.lines as "
+                "select * from (values (date '2026-09-01', 'sep', 1.00::decimal(38, 4)), "
+                "(date '2026-10-01', 'old oct', 2.00::decimal(38, 4))) "
+                "as t(billing_period_start, line, amount)")
+    _exported(cfg, "intermediate", "lines", "select 3.00::decimal(38, 4) as amount, "
+              "'new oct' as line, date '2026-10-01' as billing_period_start", kind="periods")
+    assert spark.import_marts(con, cfg) == ["intermediate.lines"]
+    assert con.execute("select billing_period_start::varchar, line, amount "
+                       "from intermediate.lines order by 1").fetchall() == [
+        ("2026-09-01", "sep", Decimal("1.00")), ("2026-10-01", "new oct", Decimal("3.00"))]
+
+
 def test_a_failed_import_changes_nothing(home) -> None:
     cfg, con = home
     con.execute("create schema marts; create table marts.a as select 1 as kept; "
                 "create table marts.b as select 1 as kept")
     _exported(cfg, "marts", "a", "select 2 as replaced")
-    broken = spark.marts_dir(cfg) / "marts" / "b"
+    broken = spark.marts_dir(cfg) / "tables" / "marts" / "b"
     broken.mkdir(parents=True)
     (broken / "part-00000.parquet").write_text("not parquet")
     with pytest.raises(duckdb.Error):

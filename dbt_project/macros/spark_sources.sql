@@ -27,8 +27,11 @@
     select 1
 {%- endmacro %}
 
-{#- on-run-end: every table (model or seed) this run built, written as Parquet to
-    METERLINE_SPARK_EXPORT/<schema>/<table>/ for Meterline to load into DuckDB. -#}
+{#- on-run-end: every table (model or seed) this run built, written as Parquet for Meterline to
+    load into DuckDB (orchestration/lib/spark.py, import_marts): a table rebuilt whole to
+    METERLINE_SPARK_EXPORT/tables/<schema>/<table>/; a period-scoped one (partitioned by
+    billing_period_start) only with the billed period's rows, to .../periods/<schema>/<table>/,
+    so that DuckDB's other months, whichever engine billed them, are never touched. -#}
 {% macro export_engine_marts(results) %}
     {{- return(adapter.dispatch('export_engine_marts', 'meterline')(results)) -}}
 {% endmacro %}
@@ -44,8 +47,16 @@
               if result.node.resource_type in ('model', 'seed') and result.status == 'success'
                  and result.node.config.materialized != 'view' -%}
             {%- set node = result.node -%}
-            {%- do run_query("insert overwrite directory '" ~ root ~ '/' ~ node.schema ~ '/'
-                ~ node.alias ~ "' using parquet select * from " ~ node.schema ~ '.' ~ node.alias) -%}
+            {%- set relation = node.schema ~ '.' ~ node.alias -%}
+            {%- if node.config.get('partition_by') -%}
+                {%- set query = 'select * from ' ~ relation ~ ' where billing_period_start = '
+                    ~ billing_period_start() -%}
+                {%- set folder = root ~ '/periods/' ~ node.schema ~ '/' ~ node.alias -%}
+            {%- else -%}
+                {%- set query = 'select * from ' ~ relation -%}
+                {%- set folder = root ~ '/tables/' ~ node.schema ~ '/' ~ node.alias -%}
+            {%- endif -%}
+            {%- do run_query("insert overwrite directory '" ~ folder ~ "' using parquet " ~ query) -%}
         {%- endfor -%}
     {%- endif -%}
     select 1

@@ -8,10 +8,14 @@ every reader keep working on the home's DuckDB file. A bill on Spark:
 2. the dbt build runs on Spark (target `spark` of dbt_project/profiles.yml): its on-run-start
    hook registers those files as Spark tables (macros/spark_sources.sql), its models are
    Parquet tables partitioned by billing period, and its on-run-end hook exports every table it
-   built to <home>/spark/marts/<schema>/<table>/;
-3. `import_marts` replaces the DuckDB tables of those models by the exported files, in one
+   built to <home>/spark/marts/ (a period-scoped model: only the billed period's rows);
+3. `import_marts` loads those files into the DuckDB tables of the same models, in one
    transaction (a kill before its commit leaves the DuckDB warehouse as it was), and the views
    are then built on DuckDB over them (orchestration/billing/assets.py).
+
+DuckDB's tables stay the record of every month: a home billed on DuckDB can switch to Spark
+(and back) without losing the months billed before, since Spark only ever replaces the billed
+period's rows of a period-scoped model.
 
 Every step is a derived copy rebuilt from what came before it, so a bill killed anywhere and
 run again gives the same result.
@@ -86,29 +90,39 @@ def export_sources(con: duckdb.DuckDBPyConnection, cfg: Settings,
 
 
 def import_marts(con: duckdb.DuckDBPyConnection, cfg: Settings) -> list[str]:
-    """Replace the DuckDB table of every relation Spark exported (<home>/spark/marts/
-    <schema>/<table>/*.parquet) by its rows, in one transaction. Returns the relations."""
+    """Load what the Spark build exported into the DuckDB warehouse, in one transaction, and
+    return the relations loaded:
+    - tables/<schema>/<table>/: rebuilt whole on Spark, so the DuckDB table is replaced;
+    - periods/<schema>/<table>/: the billed period's rows of a period-scoped model, which
+      replace that period's rows only: the months billed before, on either engine, stay."""
     root = marts_dir(cfg)
-    exported = sorted(p for p in root.glob("*/*") if p.is_dir()) if root.exists() else []
     imported = []
     con.execute("begin transaction")
     try:
-        for folder in exported:
-            schema, table = folder.parent.name, folder.name
-            files = sorted(folder.glob("*.parquet"))
-            if not files:
-                continue
-            con.execute(f'create schema if not exists "{schema}"')
-            # a view of an earlier DuckDB build may stand where Spark built a table
-            kind = con.execute(
-                "select table_type from information_schema.tables "
-                "where table_schema = ? and table_name = ?", [schema, table]).fetchall()
-            if kind and kind[0][0] == "VIEW":
-                con.execute(f'drop view "{schema}"."{table}"')
-            con.execute(
-                f'create or replace table "{schema}"."{table}" as '
-                f"select * from read_parquet(?)", [[str(f) for f in files]])
-            imported.append(f"{schema}.{table}")
+        for kind in ("tables", "periods"):
+            for folder in sorted(p for p in (root / kind).glob("*/*") if p.is_dir()):
+                schema, table = folder.parent.name, folder.name
+                files = [str(f) for f in sorted(folder.glob("*.parquet"))]
+                if not files:
+                    continue
+                con.execute(f'create schema if not exists "{schema}"')
+                found = con.execute(
+                    "select table_type from information_schema.tables "
+                    "where table_schema = ? and table_name = ?", [schema, table]).fetchall()
+                name = f'"{schema}"."{table}"'
+                if found and found[0][0] == "VIEW":  # an older build's view in its place
+                    con.execute(f"drop view {name}")
+                    found = []
+                if kind == "periods" and found:
+                    con.execute(f"delete from {name} where billing_period_start in "
+                                f"(select distinct billing_period_start from read_parquet(?))",
+                                [files])
+                    con.execute(f"insert into {name} by name select * from read_parquet(?)",
+                                [files])
+                else:
+                    con.execute(f"create or replace table {name} as "
+                                f"select * from read_parquet(?)", [files])
+                imported.append(f"{schema}.{table}")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
