@@ -7,8 +7,11 @@ units) is a dbt test (``_marts__models.yml``, ``dbt_project/tests``), its one ow
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from orchestration.billing.reconciliation.result import Findings
@@ -18,9 +21,27 @@ from orchestration.billing.reconciliation.run import Run
 MAX_MINOR_UNITS = 10**15
 
 
+@contextlib.contextmanager
+def _pyspark_hidden() -> Iterator[None]:
+    """great-expectations imports pyspark wherever it is installed (the `spark` extra, for
+    METERLINE_ENGINE=spark): seconds of every bill, pyspark.sql.connect's `sys.exit(0)` in a
+    process whose __main__ has no __file__, and nothing gained, since the checks read pandas
+    and Spark runs in dbt's own process. Hidden while great-expectations is imported (it then
+    records pyspark as not installed); importable again afterwards."""
+    hide = "pyspark" not in sys.modules
+    if hide:
+        sys.modules["pyspark"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if hide and "pyspark" in sys.modules and sys.modules["pyspark"] is None:
+            del sys.modules["pyspark"]
+
+
 def _import_great_expectations() -> None:
-    import great_expectations
-    import great_expectations.expectations  # noqa: F401
+    with _pyspark_hidden():
+        import great_expectations
+        import great_expectations.expectations  # noqa: F401
 
 
 def preload() -> threading.Thread:
@@ -58,8 +79,9 @@ def table_expectations(run: Run) -> Findings:
     a dataframe asset per table, whole-dataframe batches. Only keys and INTEGER minor units
     reach pandas (amount * 10^minor_unit cast to BIGINT in SQL)."""
     clock = time.perf_counter()
-    import great_expectations as gx  # imported on use (preload): about 3 s
-    import great_expectations.expectations as gxe
+    with _pyspark_hidden():
+        import great_expectations as gx  # imported on use (preload): about 3 s
+        import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
     imported = time.perf_counter()
 
